@@ -352,3 +352,35 @@ def test_parity_checkpoints_load_without_missing_or_unexpected_keys(parity_dir, 
     with caplog.at_level(logging.WARNING, logger="torchdet.checkpoint"):
         ckpt.load(str(model_dir / "model_final.pth"), strict=True)
     assert _warnings(caplog) == []
+
+
+def _module_tree(state: dict[str, torch.Tensor]) -> nn.Module:
+    """A module with one zero buffer per key, at the key's path."""
+    root = nn.Module()
+    for key, value in state.items():
+        *path, leaf = key.split(".")
+        module = root
+        for part in path:
+            if not hasattr(module, part):
+                module.add_module(part, nn.Module())
+            module = getattr(module, part)
+        module.register_buffer(leaf, torch.zeros_like(value))
+    return root
+
+
+@pytest.mark.parametrize("name", _parity_model_names())
+def test_parity_checkpoint_loads_safely_into_frozen_bn_names(parity_dir, name, caplog):
+    """The reference checkpoints load with the safe loader; their ``num_batches_tracked``
+    entries (BN folded into FrozenBN) are dropped without a warning."""
+    path = parity_dir / "models" / name / "model_final.pth"
+    if not path.is_file():
+        pytest.skip(f"no parity model checkpoints under {parity_dir / 'models'}")
+    state = torch.load(path, weights_only=True)["model"]
+    counters = [k for k in state if k.endswith("num_batches_tracked")]
+    assert counters, "the reference checkpoints carry BN counters"
+    model = _module_tree({k: v for k, v in state.items() if k not in counters})
+    with caplog.at_level(logging.WARNING, logger="torchdet.checkpoint"):
+        DetectionCheckpointer(model).load(str(path), strict=True)
+    assert _warnings(caplog) == []
+    got = model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in state.items() if k not in counters)

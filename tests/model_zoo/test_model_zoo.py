@@ -114,3 +114,16 @@ def test_get_builds_and_loads_from_cache(tmp_path, monkeypatch):
     got = model.state_dict()
     for k, v in reference.state_dict().items():
         assert torch.equal(got[k], v), k
+
+
+def test_get_config_lazy_py_sets_init_checkpoint():
+    py_configs = [c for c in model_zoo.list_configs() if c.endswith(".py")]
+    with_urls = [c for c in py_configs if c.removesuffix(".py") in CONFIG_PATH_TO_URL_SUFFIX]
+    if not with_urls:
+        pytest.skip("no packaged LazyConfig (.py) model-zoo config with trained weights yet")
+    try:
+        from torchdet.config import LazyConfig  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"torchdet.config.LazyConfig not available yet: {e}")
+    cfg = model_zoo.get_config(with_urls[0], trained=True)
+    assert cfg.train.init_checkpoint == model_zoo.get_checkpoint_url(with_urls[0])

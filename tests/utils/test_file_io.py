@@ -57,7 +57,7 @@ def server():
     httpd.requests = []
     httpd.bytes_sent = 0
     httpd.ranges = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
     yield httpd
