@@ -18,14 +18,14 @@ Shape shorthand: N boxes, P candidate pairs, E suppression edges (pairs with IoU
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 __all__ = ["batched_nms", "batched_nms_rotated", "nms", "nms_rotated"]
 
 # Above this many candidate pairs, the sweep's pairs are evaluated in chunks of this size.
-_PAIR_CHUNK = 1 << 22
+_PAIR_CHUNK = 1 << 16
 # Above this many candidate pairs in total, boxes overlap heavily, so few survive: the blocked
 # dense greedy (cost ~ kept * N) is then cheaper than listing the pairs.
 _MAX_SWEEP_PAIRS = 1 << 25
@@ -195,15 +195,22 @@ def _greedy_dense(
 # ------------------------------------------------------------------------------------------------
 # axis-aligned boxes
 # ------------------------------------------------------------------------------------------------
-def _box_iou_pairs(boxes: torch.Tensor, areas: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
-    """IoU of boxes[a] with boxes[b] elementwise, in torchvision's exact float order."""
-    ba = boxes.index_select(0, a)  # (P, 4)
-    bb = boxes.index_select(0, b)
-    lt = torch.maximum(ba[:, :2], bb[:, :2])
-    rb = torch.minimum(ba[:, 2:], bb[:, 2:])
-    wh = (rb - lt).clamp_(min=0)
-    inter = wh[:, 0] * wh[:, 1]
-    return inter / (areas.index_select(0, a) + areas.index_select(0, b) - inter)
+def _box_iou_pairs(coords: torch.Tensor, areas: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
+    """IoU of boxes a with boxes b elementwise, in torchvision's exact float order.
+
+    Args:
+        coords (Tensor[4, N]): x0, y0, x1, y1 rows (1-D gathers are much faster than row gathers).
+        areas (Tensor[N]): box areas.
+        a, b (Tensor[P] int64): box indices.
+    """
+    x0, y0, x1, y1 = coords.unbind(0)
+    w = torch.minimum(x1.index_select(0, a), x1.index_select(0, b))
+    w -= torch.maximum(x0.index_select(0, a), x0.index_select(0, b))
+    h = torch.minimum(y1.index_select(0, a), y1.index_select(0, b))
+    h -= torch.maximum(y0.index_select(0, a), y0.index_select(0, b))
+    inter = w.clamp_(min=0).mul_(h.clamp_(min=0))
+    union = areas.index_select(0, a).add_(areas.index_select(0, b)).sub_(inter)
+    return inter.div_(union)
 
 
 def _box_iou_matrix(boxes: torch.Tensor, areas: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
@@ -217,63 +224,104 @@ def _box_iou_matrix(boxes: torch.Tensor, areas: torch.Tensor, a: torch.Tensor, b
     return inter / (areas.index_select(0, a)[:, None] + areas.index_select(0, b)[None, :] - inter)
 
 
-def _sweep_candidate_count(key: torch.Tensor, reach: torch.Tensor):
-    """Sort ``key`` and, for each sorted position p, count the later positions q with
-    key[q] <= reach[p]. Returns (perm, counts) with counts (Tensor[N] int64)."""
-    skey, perm = torch.sort(key, stable=True)
-    end = torch.searchsorted(skey, reach.index_select(0, perm), right=True)
-    pos = torch.arange(key.shape[0], device=key.device)
-    counts = (end - pos - 1).clamp_(min=0)
-    return perm, counts
-
-
-def _expand_pairs(counts: torch.Tensor, start: int, stop: int):
-    """Candidate pairs (p, q) of sorted positions p in [start, stop): q = p+1 .. p+counts[p]."""
-    c = counts[start:stop]
-    p = torch.repeat_interleave(torch.arange(start, stop, device=counts.device), c)
-    offsets = torch.cumsum(c, 0) - c
-    q = torch.arange(p.shape[0], device=counts.device) - offsets.repeat_interleave(c) + p + 1
-    return p, q
-
-
-def _sweep_edges(
-    key: torch.Tensor,
+def _sweep_pairs(
+    x0: torch.Tensor,
+    y0: torch.Tensor,
     reach: torch.Tensor,
-    rank: torch.Tensor,
-    pair_test: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """Suppression edges in rank space from a sweep along ``key``; None if the sweep would list
-    more than ``_MAX_SWEEP_PAIRS`` candidates.
+    band: float,
+    valid: torch.Tensor,
+    groups: torch.Tensor | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Candidate pairs of boxes that may suppress each other, by a banded sort-and-sweep.
+
+    Boxes are binned by ``y0`` into bands of height ``band`` and sorted by (group, band, x0). Box p
+    pairs with each box q of its own or an adjacent band (same group) with
+    ``x0[p] <= x0[q] <= reach[p]``, so the caller must guarantee that any two boxes that may
+    suppress each other satisfy ``|y0[p] - y0[q]| < band`` and, for the one with the smaller x0,
+    ``x0[q] <= reach[p]``. Every such pair is listed at least once (ties across bands twice).
 
     Args:
-        key, reach (Tensor[N] float64): a box q can only pair with p (key[p] <= key[q]) if
-            key[q] <= reach[p].
-        rank (Tensor[N] int64): score rank of each box.
-        pair_test: ``pair_test(a, b)`` -> Tensor[P] bool, whether boxes a and b (original
-            indices) suppress one another.
+        x0, y0, reach (Tensor[N] float64): finite where ``valid``.
+        band (float): positive band height.
+        valid (Tensor[N] bool): boxes that can take part in a suppression at all.
+        groups (Tensor[N] int, optional): only boxes of the same group pair up.
+
+    Returns:
+        An iterator over chunks ``(a, b)`` of box index pairs (Tensor[P] int64 each), or None if
+        there would be more than ``_MAX_SWEEP_PAIRS`` pairs.
     """
-    perm, counts = _sweep_candidate_count(key, reach)
-    cum = torch.cumsum(counts, 0)
-    total = int(cum[-1]) if cum.numel() else 0
+    device = x0.device
+    n = x0.shape[0]
+    zero = torch.zeros((), dtype=x0.dtype, device=device)
+    y0 = torch.where(valid, y0, zero)
+    x0 = torch.where(valid, x0, zero)
+    ymin = float(y0[valid].min())
+    yspan = float(y0[valid].max()) - ymin
+    band = max(band, yspan / 65536.0)  # bounds the number of bands (key precision)
+    cell = torch.floor((y0 - ymin) / band).to(torch.int64) + 1  # 1 .. nbands; 0 and +1 pad
+    if groups is not None:
+        nbands = int(cell.max()) + 2
+        cell = cell + groups.to(torch.int64) * nbands
+    # Composite key cell * big + x0 with big a power of two above every x0 and reach: sorting by
+    # it sorts by (cell, x0), and rounding is monotone, so no range query can miss a pair.
+    extent = max(float(x0.abs().max()), float(torch.where(valid, reach, zero).abs().max()))
+    big = 2.0 ** math.ceil(math.log2(4.0 * extent + 4.0))
+    base = cell.to(torch.float64) * big
+    key = torch.where(valid, base + x0, math.inf)
+    skey, perm = torch.sort(key, stable=True)
+    pos = torch.empty_like(perm)
+    pos[perm] = torch.arange(n, device=device)
+
+    starts, counts = [], []
+    for dc in (-1, 0, 1):
+        shifted = base + dc * big
+        hi = torch.searchsorted(skey, shifted + reach, right=True)
+        lo = pos + 1 if dc == 0 else torch.searchsorted(skey, shifted + x0)
+        starts.append(lo)
+        counts.append(torch.where(valid, (hi - lo).clamp_(min=0), 0))
+    owner = torch.arange(n, device=device).repeat(3)
+    start = torch.cat(starts)
+    count = torch.cat(counts)
+    cum = torch.cumsum(count, 0)
+    total = int(cum[-1])
     if total > _MAX_SWEEP_PAIRS:
         return None
+
+    def chunks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        nq = count.shape[0]
+        first = 0
+        while first < nq:
+            done = int(cum[first - 1]) if first > 0 else 0
+            if done >= total:
+                return
+            last = int(torch.searchsorted(cum, done + _PAIR_CHUNK, right=True))
+            last = min(nq, max(last, first + 1))
+            c = count[first:last]
+            a = owner[first:last].repeat_interleave(c)
+            # Position within each query's range, then the sorted position it stands for.
+            offs = (start[first:last] - (torch.cumsum(c, 0) - c)).repeat_interleave(c)
+            b = perm.index_select(0, torch.arange(a.shape[0], device=device) + offs)
+            yield a, b
+            first = last
+
+    return chunks()
+
+
+def _edges_from_pairs(
+    pairs: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    rank: torch.Tensor,
+    pair_test: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep the candidate pairs that pass ``pair_test`` as edges (better rank -> worse rank)."""
     srcs, dsts = [], []
-    start, n = 0, key.shape[0]
-    while start < n and total > 0:
-        # Largest stop such that the pairs of positions [start, stop) fit in one chunk.
-        done = int(cum[start - 1]) if start > 0 else 0
-        stop = int(torch.searchsorted(cum, done + _PAIR_CHUNK, right=True))
-        stop = min(n, max(stop, start + 1))
-        p, q = _expand_pairs(counts, start, stop)
-        a, b = perm.index_select(0, p), perm.index_select(0, q)
+    for a, b in pairs:
         hit = pair_test(a, b)
-        a, b = a[hit], b[hit]
-        ra, rb = rank.index_select(0, a), rank.index_select(0, b)
+        ra = rank.index_select(0, a[hit])
+        rb = rank.index_select(0, b[hit])
         srcs.append(torch.minimum(ra, rb))
         dsts.append(torch.maximum(ra, rb))
-        start = stop
     if not srcs:
-        empty = torch.empty(0, dtype=torch.int64, device=key.device)
+        empty = torch.empty(0, dtype=torch.int64, device=rank.device)
         return empty, empty
     return torch.cat(srcs), torch.cat(dsts)
 
@@ -303,30 +351,28 @@ def _nms_impl(
     if t >= 0:  # also False for NaN
         rank = torch.empty_like(order)
         rank[order] = torch.arange(n, device=device)
-        x1 = boxes[:, 0].double()
-        w = boxes[:, 2].double() - x1
-        # IoU > t implies x-overlap > t * width of either box, so along x1-sorted order a partner
-        # lies within (1 - t) * width; the slack covers float rounding of the IoU.
-        reach = x1 + (1.0 - min(t, 1.0)) * w + 1e-5 * w.abs() + 1e-9 * x1.abs()
-        key = x1
-        if groups is not None:
-            span = float((boxes[:, 2].double() - x1).abs().max()) + float(x1.abs().max())
-            span = 2.0 ** math.ceil(math.log2(4 * span + 4))
-            shift = groups.to(torch.float64) * span
-            key, reach = key + shift, reach + shift
-        # NaN coordinates never suppress; keep them out of the binary search.
-        reach = torch.where(torch.isnan(key), -math.inf, reach)
-        key = torch.nan_to_num(key, nan=math.inf)
+        x0, y0, x1, y1 = boxes.double().unbind(1)
+        w, h = x1 - x0, y1 - y0
+        valid = torch.isfinite(boxes).all(1) & (w > 0) & (h > 0)
+        if not bool(valid.any()):
+            return order  # nothing can suppress anything
+        # IoU > t implies an overlap > t * width (height) of either box, so along x0-sorted order a
+        # partner lies within (1 - t) * width, and within (1 - t) * height along y0. The slack
+        # covers the float rounding of the IoU.
+        slack = 1.0 - t + 1e-5
+        reach = x0 + slack * w + 1e-9 * x0.abs()
+        band = slack * float(torch.where(valid, h, 0).max()) * (1 + 1e-6) + 1e-9 * float(
+            torch.where(valid, y0.abs(), 0).max()
+        )
+        pairs = _sweep_pairs(x0, y0, reach, band, valid, groups)
+        if pairs is not None:
+            coords = boxes.t().contiguous()
 
-        def pair_test(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            hit = _box_iou_pairs(boxes, areas, a, b) > t_eff
-            if groups is not None:
-                hit &= groups.index_select(0, a) == groups.index_select(0, b)
-            return hit
+            def pair_test(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+                # The sweep only pairs boxes of the same group.
+                return _box_iou_pairs(coords, areas, a, b) > t_eff
 
-        edges = _sweep_edges(key, reach, rank, pair_test)
-        if edges is not None:
-            keep_rank = _greedy_from_edges(n, *edges)
+            keep_rank = _greedy_from_edges(n, *_edges_from_pairs(pairs, rank, pair_test))
 
     if keep_rank is None:
         sorted_boxes = boxes.index_select(0, order)
@@ -416,6 +462,54 @@ def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float)
     return _nms_rotated_impl(boxes, scores, float(iou_threshold))
 
 
+def _rotated_iou_pairs_fn() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The elementwise rotated IoU kernel ``(Tensor[K, 5], Tensor[K, 5]) -> Tensor[K]`` of
+    ``rotated_boxes``, or None if it only offers the ``N x M`` ``pairwise_iou_rotated``."""
+    from . import rotated_boxes
+
+    return getattr(rotated_boxes, "iou_rotated_pairs", None)
+
+
+def _rotated_iou_may_reach(
+    geometry: torch.Tensor, a: torch.Tensor, b: torch.Tensor, t: float
+) -> torch.Tensor:
+    """Cheap necessary condition for ``IoU(a, b) >= t`` between rotated boxes (float64).
+
+    IoU <= min(area) / max(area), and the intersection fits in the overlap of the axis-aligned
+    hulls and in the overlap of each box with the other's bounding rectangle in its own frame.
+
+    Args:
+        geometry (Tensor[11, N]): cx, cy, cos, sin, |w|, |h|, area, then x0, y0, x1, y1 of the
+            axis-aligned hull; width axis (cos, -sin) and height axis (sin, cos) in pixel
+            coordinates (y down), as in Detectron2.
+        a, b (Tensor[P] int64): box pairs.
+    """
+    ga = [row.index_select(0, a) for row in geometry]  # 11 x (P,): 1-D gathers are fastest
+    gb = [row.index_select(0, b) for row in geometry]
+    area_a, area_b = ga[6], gb[6]
+    need = torch.maximum(area_a, area_b) * t  # an intersection at least this large
+    ok = torch.minimum(area_a, area_b) >= need
+    ha, hb = ga[7:], gb[7:]
+    ow = (torch.minimum(ha[2], hb[2]) - torch.maximum(ha[0], hb[0])).clamp_(min=0)
+    oh = (torch.minimum(ha[3], hb[3]) - torch.maximum(ha[1], hb[1])).clamp_(min=0)
+    ok &= ow * oh >= need
+    dx, dy = gb[0] - ga[0], gb[1] - ga[1]
+    cos_d = (ga[2] * gb[2] + ga[3] * gb[3]).abs()  # |cos(theta_b - theta_a)|
+    sin_d = (ga[3] * gb[2] - ga[2] * gb[3]).abs()
+    for g, sign in ((ga, 1.0), (gb, -1.0)):
+        # The other box's center and half extents along this box's width and height axes.
+        du = sign * (dx * g[2] - dy * g[3])
+        dv = sign * (dx * g[3] + dy * g[2])
+        other = gb if sign > 0 else ga
+        eu = (cos_d * other[4] + sin_d * other[5]) * 0.5
+        ev = (sin_d * other[4] + cos_d * other[5]) * 0.5
+        hw, hh = g[4] * 0.5, g[5] * 0.5
+        ou = (torch.minimum(hw, du + eu) - torch.maximum(-hw, du - eu)).clamp_(min=0)
+        ov = (torch.minimum(hh, dv + ev) - torch.maximum(-hh, dv - ev)).clamp_(min=0)
+        ok &= ou * ov >= need
+    return ok
+
+
 def _nms_rotated_impl(boxes: torch.Tensor, scores: torch.Tensor, t: float) -> torch.Tensor:
     from .rotated_boxes import pairwise_iou_rotated
 
@@ -427,13 +521,58 @@ def _nms_rotated_impl(boxes: torch.Tensor, scores: torch.Tensor, t: float) -> to
     if n == 1:
         return order
     dtype = _compute_dtype(boxes.dtype)
-    sorted_boxes = boxes.to(dtype).index_select(0, order)
+    boxes = boxes.to(dtype)
     t_eff = _threshold_at_or_below(t, dtype)
 
-    def iou_fn(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return pairwise_iou_rotated(sorted_boxes[r], sorted_boxes[c]) > t_eff
+    keep_rank = None
+    pair_iou = _rotated_iou_pairs_fn()
+    # With t <= 0 even disjoint boxes suppress each other (IoU 0 >= t): dense path.
+    if t > 0 and pair_iou is not None:
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(n, device=device)
+        cx, cy, w, h, angle = boxes.double().unbind(1)
+        area = w * h
+        # Detectron2 gives IoU 0 for boxes under 1e-14 in area, so they never suppress.
+        valid = torch.isfinite(boxes).all(1) & (area >= 1e-14)
+        if not bool(valid.any()):
+            return order
+        theta = angle * (math.pi / 180.0)
+        cos, sin = theta.cos().abs(), theta.sin().abs()
+        half_w = (cos * w.abs() + sin * h.abs()) * 0.5  # half extents of the axis-aligned hull
+        half_h = (sin * w.abs() + cos * h.abs()) * 0.5
+        hull_w, hull_h = 2 * half_w, 2 * half_h
+        x0, y0 = cx - half_w, cy - half_h
+        # inter <= x-overlap * hull height and union >= area, so IoU >= t needs an x-overlap of
+        # at least t * area / hull height (likewise along y); slack covers rounding.
+        tol = 1e-5 * (hull_w + hull_h) + 1e-9 * (cx.abs() + cy.abs())
+        reach = x0 + hull_w - t * area / hull_h + tol
+        band_all = hull_h - t * area / hull_w + tol
+        band = float(torch.where(valid, band_all, 0).max()) * (1 + 1e-6) + 1e-12
+        reach = torch.where(valid, reach, x0)
+        pairs = _sweep_pairs(x0, y0, reach, band, valid, None)
+        if pairs is not None:
+            geometry = torch.stack(
+                [cx, cy, theta.cos(), theta.sin(), w.abs(), h.abs(), area]
+                + [x0, y0, x0 + hull_w, y0 + hull_h]
+            )
 
-    keep_rank = _greedy_dense(n, iou_fn, device)
+            def pair_test(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+                # The exact kernel is costly: first drop pairs that cannot reach IoU t.
+                maybe = _rotated_iou_may_reach(geometry, a, b, t * (1 - 1e-6))
+                a, b = a[maybe], b[maybe]
+                hit = maybe.clone()
+                hit[maybe] = pair_iou(boxes[a], boxes[b]) > t_eff
+                return hit
+
+            keep_rank = _greedy_from_edges(n, *_edges_from_pairs(pairs, rank, pair_test))
+
+    if keep_rank is None:
+        sorted_boxes = boxes.index_select(0, order)
+
+        def iou_fn(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+            return pairwise_iou_rotated(sorted_boxes[r], sorted_boxes[c]) > t_eff
+
+        keep_rank = _greedy_dense(n, iou_fn, device)
     return order[keep_rank]
 
 
