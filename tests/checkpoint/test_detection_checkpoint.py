@@ -384,3 +384,54 @@ def test_parity_checkpoint_loads_safely_into_frozen_bn_names(parity_dir, name, c
     assert _warnings(caplog) == []
     got = model.state_dict()
     assert all(torch.equal(got[k], v) for k, v in state.items() if k not in counters)
+
+
+_DDP_WORKER = """
+import sys
+import torch
+import torch.distributed as dist
+from torch import nn
+from torchdet.checkpoint import DetectionCheckpointer
+
+rank, store, ckpt, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+model = nn.parallel.DistributedDataParallel(nn.Linear(2, 3))
+with torch.no_grad():
+    model.module.weight.fill_(float(rank + 100))  # diverge after DDP's initial sync
+# only the main worker can read the checkpoint
+DetectionCheckpointer(model).load(ckpt if rank == 0 else ckpt + ".not_here")
+torch.save(model.module.state_dict(), out)
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_checkpoint_only_on_main_worker_is_broadcast(tmp_path):
+    import subprocess
+    import sys
+
+    ref = nn.Linear(2, 3)
+    torch.save({"model": ref.state_dict()}, tmp_path / "ckpt.pth")
+    script = tmp_path / "worker.py"
+    script.write_text(_DDP_WORKER)
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                str(rank),
+                str(tmp_path / "store"),
+                str(tmp_path / "ckpt.pth"),
+                str(tmp_path / f"out{rank}.pth"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for rank in (0, 1)
+    ]
+    for p in procs:
+        output, _ = p.communicate(timeout=120)
+        assert p.returncode == 0, output.decode()[-3000:]
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"out{rank}.pth", weights_only=True)
+        assert torch.equal(got["weight"], ref.weight.detach()), rank
+        assert torch.equal(got["bias"], ref.bias.detach()), rank

@@ -23,6 +23,7 @@ import pickle
 import urllib.parse
 from typing import IO, Any
 
+import torch
 import torch.distributed as dist
 from torch import nn
 
@@ -172,7 +173,10 @@ class DetectionCheckpointer(Checkpointer):
                 path = ""
         ret = super().load(path, *args, **kwargs)
         if need_sync:
-            self._ddp_model._sync_params_and_buffers()
+            logger.info("Broadcasting model states from the main worker")
+            with torch.no_grad():
+                for tensor in self.model.state_dict().values():
+                    dist.broadcast(tensor, src=0)
         return ret
 
     def _load_file(self, filename: str, *, allow_unsafe: bool = False) -> dict[str, Any]:
