@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import torchdet.layers.rotated_boxes as rotated_boxes_module
-from torchdet.layers.rotated_boxes import pairwise_iou_rotated
+from torchdet.layers.rotated_boxes import iou_rotated_pairs, pairwise_iou_rotated
 
 
 def _corners(box) -> np.ndarray:
@@ -201,3 +201,15 @@ def test_chunking_does_not_change_results(monkeypatch):
     out = pairwise_iou_rotated(boxes, boxes[:150])
     assert (expected > 0).float().mean() > 0.05
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_iou_rotated_pairs_matches_matrix_diagonal():
+    g = torch.Generator().manual_seed(2)
+    b1 = torch.rand(300, 5, generator=g) * torch.tensor([100, 100, 40, 40, 360.0])
+    b2 = torch.rand(300, 5, generator=g) * torch.tensor([100, 100, 40, 40, 360.0])
+    out = iou_rotated_pairs(b1, b2)
+    assert out.dtype == torch.float32 and out.shape == (300,)
+    torch.testing.assert_close(out, pairwise_iou_rotated(b1, b2).diagonal(), rtol=0, atol=0)
+    assert iou_rotated_pairs(torch.zeros(0, 5), torch.zeros(0, 5)).shape == (0,)
+    with pytest.raises(ValueError, match="same length"):
+        iou_rotated_pairs(b1, b2[:3])

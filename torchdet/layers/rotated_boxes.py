@@ -19,7 +19,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["pairwise_iou_rotated"]
+__all__ = ["pairwise_iou_rotated", "iou_rotated_pairs"]
 
 # Candidate pairs are processed in chunks; peak memory is ~ 500 float64 values per pair.
 _CHUNK_CPU = 1 << 12
@@ -216,4 +216,43 @@ def pairwise_iou_rotated(boxes1: Tensor, boxes2: Tensor) -> Tensor:
                 i1 = idx1[start : start + chunk]
                 i2 = idx2[start : start + chunk]
                 flat[i1 * m + i2] = _pair_iou(frames1_t[:, i1 + r0], frames2_t[:, i2])
+    return out.to(out_dtype)
+
+
+def iou_rotated_pairs(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of matched pairs of rotated boxes: row i of ``boxes1`` with row i of ``boxes2``.
+
+    The elementwise counterpart of :func:`pairwise_iou_rotated` (same convention and
+    accuracy), for callers such as NMS that have already selected candidate pairs.
+
+    Args:
+        boxes1 (Tensor[K, 5]): cx, cy, w, h, angle in degrees (counter-clockwise).
+        boxes2 (Tensor[K, 5]): same format, same length, dtype and device as ``boxes1``.
+
+    Returns:
+        Tensor[K]: IoU values in the promoted input dtype.
+    """
+    _check_boxes(boxes1, "boxes1")
+    _check_boxes(boxes2, "boxes2")
+    if boxes1.shape[0] != boxes2.shape[0]:
+        raise ValueError(
+            f"boxes1 and boxes2 must have the same length, got {boxes1.shape[0]} and "
+            f"{boxes2.shape[0]}"
+        )
+    if boxes1.device != boxes2.device:
+        raise ValueError(
+            f"boxes1 and boxes2 must be on the same device, got {boxes1.device} and {boxes2.device}"
+        )
+    out_dtype = torch.promote_types(boxes1.dtype, boxes2.dtype)
+    k = boxes1.shape[0]
+    out = torch.zeros(k, dtype=torch.float64, device=boxes1.device)
+    chunk = _CHUNK_CPU if out.device.type == "cpu" else _CHUNK_GPU
+    with torch.no_grad():
+        frames1 = _box_frames(boxes1.detach().to(torch.float64)).t()
+        frames2 = _box_frames(boxes2.detach().to(torch.float64)).t()
+        for start in range(0, k, chunk):
+            out[start : start + chunk] = _pair_iou(
+                frames1[:, start : start + chunk].contiguous(),
+                frames2[:, start : start + chunk].contiguous(),
+            )
     return out.to(out_dtype)
