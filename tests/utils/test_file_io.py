@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         server = self.server
         server.requests.append((self.path, self.headers.get("Range")))
+        time.sleep(server.delay)
         body = server.files.get(self.path)
         if body is None:
             self.send_error(404)
@@ -57,6 +59,7 @@ def server():
     httpd.requests = []
     httpd.bytes_sent = 0
     httpd.ranges = True
+    httpd.delay = 0.0
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -123,10 +126,28 @@ def test_download_checksum(server, tmp_path):
     with pytest.raises(ValueError, match="Checksum mismatch") as info:
         download(server.base + URL_PATH, str(tmp_path / "b"), progress=False, sha256=wrong)
     assert sha in str(info.value)
-    assert os.listdir(tmp_path / "b") == []  # neither the file nor a .partial is left
+    # neither the file nor a .partial is left (only the lock file)
+    assert os.listdir(tmp_path / "b") == ["model_final_abc123.pkl.lock"]
 
     with pytest.raises(ValueError, match="hex digits"):
         download(server.base + URL_PATH, str(tmp_path / "c"), sha256="xyz")
+
+
+def test_concurrent_downloads_fetch_once(server, tmp_path):
+    server.delay = 0.3
+    results = []
+
+    def fetch():
+        results.append(download(server.base + URL_PATH, str(tmp_path), progress=False))
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert results == [str(tmp_path / "model_final_abc123.pkl")] * 3
+    assert len(server.requests) == 1
+    assert Path(results[0]).read_bytes() == PAYLOAD
 
 
 def test_download_http_error(server, tmp_path):

@@ -9,6 +9,7 @@ their own prefixes with :meth:`PathManager.register_handler` (``torchdet.checkpo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -17,7 +18,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 __all__ = [
@@ -131,12 +132,38 @@ def download(
             raise ValueError(f"download: cannot infer a file name from {url!r}; pass filename=")
     os.makedirs(dir, exist_ok=True)
     target = os.path.join(dir, filename)
-    if os.path.isfile(target):
-        logger.info("File %s exists, skipping download of %s", target, url)
-        if sha256 is not None:
-            _check_sha256(target, sha256, url)
-        return target
+    if not os.path.isfile(target):
+        # Several processes (e.g. DDP workers) may ask for the same file: one downloads, the
+        # others wait on the lock and then find the finished file.
+        with _file_lock(target + ".lock"):
+            if not os.path.isfile(target):
+                _download_locked(url, target, progress=progress, sha256=sha256, timeout=timeout)
+                return target
+    logger.info("File %s exists, skipping download of %s", target, url)
+    if sha256 is not None:
+        _check_sha256(target, sha256, url)
+    return target
 
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (no-op where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no cross-process lock, downloads may race
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _download_locked(
+    url: str, target: str, *, progress: bool, sha256: str | None, timeout: float
+) -> None:
     partial = target + ".partial"
     _fetch_into(url, partial, progress=progress, timeout=timeout)
     if sha256 is not None:
@@ -149,7 +176,6 @@ def download(
         os.fsync(f.fileno())
     os.replace(partial, target)
     logger.info("Downloaded %s to %s", url, target)
-    return target
 
 
 def _fetch_into(url: str, partial: str, *, progress: bool, timeout: float) -> None:
