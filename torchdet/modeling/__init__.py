@@ -1,0 +1,30 @@
+"""Models: backbones, anchors and box coders, proposal generators, RoI heads, meta-architectures."""
+
+from torchdet.layers import ShapeSpec
+
+from .anchor_generator import ANCHOR_GENERATOR_REGISTRY, build_anchor_generator
+from .backbone import (
+    BACKBONE_REGISTRY,
+    FPN,
+    Backbone,
+    BasicStem,
+    ResNet,
+    ResNetBlockBase,
+    build_backbone,
+    build_resnet_backbone,
+    make_stage,
+)
+from .box_regression import Box2BoxTransform, Box2BoxTransformLinear, Box2BoxTransformRotated
+from .matcher import Matcher
+from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork, build_model
+from .poolers import ROIPooler
+from .postprocessing import detector_postprocess, sem_seg_postprocess
+from .proposal_generator import (
+    PROPOSAL_GENERATOR_REGISTRY,
+    RPN_HEAD_REGISTRY,
+    build_proposal_generator,
+    build_rpn_head,
+)
+from .sampling import subsample_labels
+
+__all__ = [k for k in globals() if not k.startswith("_")]
