@@ -16,7 +16,7 @@ from .cfg_node import CfgNode as CN
 __all__ = ["_C", "get_cfg", "global_cfg", "set_global_cfg"]
 
 # -----------------------------------------------------------------------------
-# Config definition
+# The config tree
 # -----------------------------------------------------------------------------
 
 _C = CN()
@@ -294,13 +294,13 @@ _C.MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION = 14
 _C.MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO = 0
 # Eight 3x3 convs of 512 channels, as in Detectron1.
 _C.MODEL.ROI_KEYPOINT_HEAD.CONV_DIMS = tuple(512 for _ in range(8))
-_C.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS = 17  # 17 is the number of keypoints in COCO.
+_C.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS = 17  # COCO person keypoints
 
 # Images with fewer visible keypoints than this are dropped from training.
 _C.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE = 1
-# Normalise the keypoint loss by the visible keypoints of each batch (True) or by a constant
-# (False: the expected count 1 * batch RoIs * NUM_KEYPOINTS * POSITIVE_FRACTION, which needs
-# LOSS_WEIGHT tuned, e.g. 4.0 in Detectron1's "keypoint_rcnn" configs).
+# Normalise the keypoint loss by the number of visible keypoints in the batch (True), or by
+# the constant expected count per image, BATCH_SIZE_PER_IMAGE * NUM_KEYPOINTS *
+# POSITIVE_FRACTION (False; LOSS_WEIGHT then usually needs tuning).
 _C.MODEL.ROI_KEYPOINT_HEAD.NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS = True
 _C.MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT = 1.0
 _C.MODEL.ROI_KEYPOINT_HEAD.POOLER_TYPE = "ROIAlignV2"
@@ -374,9 +374,7 @@ _C.MODEL.RETINANET.NORM = ""
 
 
 # ---------------------------------------------------------------------------- #
-# ResNe[X]t options (ResNets = {ResNet, ResNeXt}
-# Note that parts of a resnet may be used for both the backbone and the head
-# These options apply to both
+# ResNet / ResNeXt options, for the backbone and for the res5 head of C4 models
 # ---------------------------------------------------------------------------- #
 _C.MODEL.RESNETS = CN()
 
@@ -461,7 +459,7 @@ _C.SOLVER.REFERENCE_WORLD_SIZE = 0
 # Learning rate and weight decay of biases: BASE_LR * BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS
 # (None: same as WEIGHT_DECAY).
 _C.SOLVER.BIAS_LR_FACTOR = 1.0
-_C.SOLVER.WEIGHT_DECAY_BIAS = None  # None means following WEIGHT_DECAY
+_C.SOLVER.WEIGHT_DECAY_BIAS = None
 
 # Gradient clipping: "value" clips each element to +-CLIP_VALUE; "norm" clips each parameter's
 # gradient to norm CLIP_VALUE (NORM_TYPE: p of the norm, inf for the max norm).
@@ -475,7 +473,7 @@ _C.SOLVER.AMP = CN({"ENABLED": False})
 
 
 # ---------------------------------------------------------------------------- #
-# Specific test options
+# Test / evaluation options
 # ---------------------------------------------------------------------------- #
 _C.TEST = CN()
 # Expected results for the regression tests: [[task, metric, value, tolerance], ...].
@@ -499,7 +497,7 @@ _C.TEST.PRECISE_BN.NUM_ITER = 200
 
 
 # ---------------------------------------------------------------------------- #
-# Misc options
+# Other options
 # ---------------------------------------------------------------------------- #
 # Where checkpoints, logs and evaluation results go.
 _C.OUTPUT_DIR = "./output"
