@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchdet.layers import DeformConv, ModulatedDeformConv
 from torchdet.layers.deform_conv import (
-    DeformConv,
-    ModulatedDeformConv,
     deform_conv,
     deform_conv2d,
     modulated_deform_conv,

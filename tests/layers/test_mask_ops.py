@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torchdet.layers.mask_ops import paste_masks_in_image
+from torchdet.layers import paste_masks_in_image
 
 
 def _per_mask_reference(masks, boxes, h, w, threshold):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from torchdet.layers.roi_align import ROIAlign, roi_align
+from torchdet.layers import ROIAlign, roi_align
 
 
 def _naive_roi_align(x, rois, out_hw, scale, sampling_ratio, aligned):

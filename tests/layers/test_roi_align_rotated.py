@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from torchdet.layers.roi_align import roi_align
-from torchdet.layers.roi_align_rotated import ROIAlignRotated, roi_align_rotated
+from torchdet.layers import ROIAlignRotated, roi_align, roi_align_rotated
 
 
 def _naive(x, rois, out_hw, scale, sampling_ratio):

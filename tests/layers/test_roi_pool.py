@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from torchdet.layers.roi_pool import ROIPool, roi_pool
+from torchdet.layers import ROIPool, roi_pool
 
 
 def _c_round(v: float) -> int:
