@@ -29,5 +29,7 @@ model.backbone.bottom_up = L("torchdet.modeling.backbone.RegNet")(
 model.pixel_std = [57.375, 57.120, 58.395]  # pycls models expect the ImageNet std
 
 optimizer.weight_decay = 5e-5
-train.init_checkpoint = "https://dl.fbaipublicfiles.com/pycls/dds_baselines/160906838/RegNetY-4.0GF_dds_8gpu.pyth"
+train.init_checkpoint = (
+    "https://dl.fbaipublicfiles.com/pycls/dds_baselines/160906838/RegNetY-4.0GF_dds_8gpu.pyth"
+)
 train.cudnn_benchmark = True  # RegNets run faster with cuDNN autotuning
