@@ -259,3 +259,8 @@ def test_dataclasses_round_trip():
     from omegaconf import OmegaConf
 
     assert instantiate(OmegaConf.structured(Point(7))) == Point(7)
+
+
+def test_load_rel_needs_a_calling_file():
+    with pytest.raises(ValueError, match="from a file"):
+        exec("LazyConfig.load_rel('base.py')", {"LazyConfig": LazyConfig})

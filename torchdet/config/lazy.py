@@ -226,7 +226,8 @@ class LazyConfig:
     @staticmethod
     def load_rel(filename: str, keys: None | str | tuple[str, ...] = None) -> Any:
         """Like :meth:`load`, with ``filename`` relative to the file of the caller."""
-        caller = inspect.stack()[1][0].f_code.co_filename
+        frame = inspect.currentframe()
+        caller = frame.f_back.f_code.co_filename if frame and frame.f_back else "<string>"
         if caller == "<string>" or not os.path.isfile(caller):
             raise ValueError("load_rel() must be called from a file (the path is relative to it)")
         return LazyConfig.load(os.path.join(os.path.dirname(caller), filename), keys)
