@@ -112,11 +112,11 @@ def test_repeat_factors_from_category_frequency_hand_case():
 def test_repeat_factor_sampler_counts():
     factors = torch.tensor([1.0, 3.0, 0.5, 2.0])
     s = RepeatFactorTrainingSampler(factors, seed=0)
-    n_epochs_items = _take(s, 7000)
+    n_epochs_items = _take(s, 10000)
     counts = torch.bincount(torch.tensor(n_epochs_items), minlength=4).float()
     # expected share proportional to the factors: 1 : 3 : 0.5 : 2
     share = counts / counts.sum()
-    torch.testing.assert_close(share, factors / factors.sum(), atol=0.01, rtol=0)
+    torch.testing.assert_close(share, factors / factors.sum(), atol=0.015, rtol=0)  # ~3 sigma
     with mock.patch(_DIST, return_value=(1, 2)):
         s1 = RepeatFactorTrainingSampler(factors, seed=0)
     assert _take(s1, 50) == _take(RepeatFactorTrainingSampler(factors, seed=0), 100)[1::2]

@@ -233,8 +233,9 @@ class RepeatFactorTrainingSampler(_ResumableShardedSampler):
 
     def _get_epoch_indices(self, generator: torch.Generator) -> torch.Tensor:
         rands = torch.rand(len(self._frac_part), generator=generator)
-        reps = self._int_part + (rands < self._frac_part).float()
-        return torch.repeat_interleave(torch.arange(len(reps)), reps.long())
+        reps = (self._int_part + (rands < self._frac_part).float()).long()
+        # numpy's repeat: torch.repeat_interleave with tensor repeats costs ~0.4 ms per call here
+        return torch.from_numpy(np.repeat(np.arange(len(reps)), reps.numpy()))
 
     def _infinite_indices(self) -> Iterator[int]:
         g = torch.Generator()

@@ -1,0 +1,164 @@
+"""Train-loader throughput (images/second): read + augment + DatasetMapper, batch 4, polygon masks.
+
+Two inputs, each with 0, 1 and 2 DataLoader workers:
+
+- ``shapes``: the shared shapes train split (small images, resized to 800 on the short side);
+- ``large``: synthetic 800x1333 JPEGs with 10 polygons each (generated in a temp folder).
+
+The mapper is Detectron2's default training mapper (``ResizeShortestEdge((800,), 1333)``,
+horizontal ``RandomFlip``, BGR, polygon masks). Prints a table with the ratio to the reference's
+numbers (``data_timings.json`` of the parity bundle) and writes JSON with ``--out``.
+
+    .venv/bin/python benchmarks/data.py --out output/data_timings.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tabulate import tabulate
+
+from torchdet.data import DatasetMapper, build_detection_train_loader
+from torchdet.data import transforms as T
+from torchdet.data.datasets.coco import load_coco_json
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SHAPES = REPO.parent / "shared" / "data" / "shapes"
+DEFAULT_REF = REPO.parent / "shared" / "parity" / "data_timings.json"
+BATCH_SIZE = 4
+
+
+def make_mapper() -> DatasetMapper:
+    return DatasetMapper(
+        is_train=True,
+        augmentations=[
+            T.ResizeShortestEdge((800,), 1333, "choice"),
+            T.RandomFlip(horizontal=True),
+        ],
+        image_format="BGR",
+        use_instance_mask=True,
+        instance_mask_format="polygon",
+    )
+
+
+def make_large_dataset(folder: str, num_images: int, seed: int = 0) -> list[dict]:
+    """``num_images`` 800x1333 JPEGs, each with 10 random convex polygons drawn and annotated."""
+    rng = np.random.RandomState(seed)
+    h, w = 800, 1333
+    dicts = []
+    for i in range(num_images):
+        # Smooth background plus noise: JPEG size/decoding cost like a photo, not like flat colour.
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = (127 + 60 * np.sin(xx / 97.0 + i) * np.cos(yy / 71.0)).astype(np.float32)
+        img = np.clip(base[..., None] + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+        annos = []
+        for _ in range(10):
+            cx, cy = rng.uniform(100, w - 100), rng.uniform(100, h - 100)
+            r = rng.uniform(20, 90)
+            n = rng.randint(3, 33)
+            ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+            pts = np.stack([cx + r * np.cos(ang), cy + r * np.sin(ang)], axis=1)
+            color = tuple(int(c) for c in rng.randint(0, 256, 3))
+            cv2.fillPoly(img, [np.round(pts).astype(np.int32)], color)
+            x0, y0 = pts.min(axis=0)
+            x1, y1 = pts.max(axis=0)
+            annos.append(
+                {
+                    "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                    "bbox_mode": 1,  # BoxMode.XYWH_ABS
+                    "category_id": int(rng.randint(3)),
+                    "segmentation": [pts.reshape(-1).tolist()],
+                    "iscrowd": 0,
+                }
+            )
+        path = os.path.join(folder, f"{i:04d}.jpg")
+        cv2.imwrite(path, img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        dicts.append(
+            {"file_name": path, "image_id": i, "height": h, "width": w, "annotations": annos}
+        )
+    return dicts
+
+
+def measure(dicts: list[dict], num_workers: int, num_batches: int, warmup: int) -> float:
+    """Images/second of the train loader after ``warmup`` batches."""
+    from torchdet.data.samplers import TrainingSampler
+
+    loader = build_detection_train_loader(
+        dicts,
+        mapper=make_mapper(),
+        sampler=TrainingSampler(len(dicts), seed=0),
+        total_batch_size=BATCH_SIZE,
+        aspect_ratio_grouping=True,
+        num_workers=num_workers,
+    )
+    it = iter(loader)
+    for batch in itertools.islice(it, warmup):
+        assert len(batch) == BATCH_SIZE and len(batch[0]["instances"]) > 0
+    start = time.perf_counter()
+    n = 0
+    for batch in itertools.islice(it, num_batches):
+        n += len(batch)
+    elapsed = time.perf_counter() - start
+    del it, loader
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", type=Path, default=DEFAULT_SHAPES, help="shapes root")
+    parser.add_argument("--reference", type=Path, default=DEFAULT_REF, help="data_timings.json")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--batches", type=int, default=40, help="timed batches (shapes)")
+    parser.add_argument("--large-batches", type=int, default=12, help="timed batches (large)")
+    parser.add_argument("--large-images", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=None, help="write results as JSON")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    results: dict[str, float] = {}
+    shapes_dicts = load_coco_json(
+        str(args.shapes / "train" / "instances.json"), str(args.shapes / "train" / "images")
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        large_dicts = make_large_dataset(tmp, args.large_images)
+        for name, dicts, nb in (
+            ("shapes", shapes_dicts, args.batches),
+            ("large", large_dicts, args.large_batches),
+        ):
+            for w in args.workers:
+                key = f"t_{name}_workers{w}_images_per_s"
+                results[key] = measure(dicts, w, nb, warmup=3)
+                print(f"{key}: {results[key]:.1f}", flush=True)
+
+    ref = {}
+    if args.reference.is_file():
+        ref = json.loads(args.reference.read_text())["results"]
+    rows = []
+    for key, value in results.items():
+        r = ref.get(key)
+        rows.append(
+            [key, f"{value:.1f}", f"{r:.1f}" if r else "-", f"{value / r:.2f}" if r else "-"]
+        )
+    print(tabulate(rows, headers=["case", "torchdet img/s", "reference img/s", "ratio"]))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "benchmark": "build_detection_train_loader, batch 4, polygon masks",
+            "cpu_threads": os.cpu_count(),
+            "results": results,
+            "ratio_to_reference": {k: v / ref[k] for k, v in results.items() if k in ref},
+        }
+        args.out.write_text(json.dumps(payload, indent=1))
+
+
+if __name__ == "__main__":
+    main()
