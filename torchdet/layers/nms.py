@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from .rotated_boxes import iou_rotated_pairs, pairwise_iou_rotated
+
 __all__ = ["batched_nms", "batched_nms_rotated", "nms", "nms_rotated"]
 
 # Above this many candidate pairs, the sweep's pairs are evaluated in chunks of this size.
@@ -462,14 +464,6 @@ def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float)
     return _nms_rotated_impl(boxes, scores, float(iou_threshold))
 
 
-def _rotated_iou_pairs_fn() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
-    """The elementwise rotated IoU kernel ``(Tensor[K, 5], Tensor[K, 5]) -> Tensor[K]`` of
-    ``rotated_boxes``, or None if it only offers the ``N x M`` ``pairwise_iou_rotated``."""
-    from . import rotated_boxes
-
-    return getattr(rotated_boxes, "iou_rotated_pairs", None)
-
-
 def _rotated_iou_may_reach(
     geometry: torch.Tensor, a: torch.Tensor, b: torch.Tensor, t: float
 ) -> torch.Tensor:
@@ -511,8 +505,6 @@ def _rotated_iou_may_reach(
 
 
 def _nms_rotated_impl(boxes: torch.Tensor, scores: torch.Tensor, t: float) -> torch.Tensor:
-    from .rotated_boxes import pairwise_iou_rotated
-
     n = boxes.shape[0]
     device = boxes.device
     if n == 0:
@@ -525,9 +517,8 @@ def _nms_rotated_impl(boxes: torch.Tensor, scores: torch.Tensor, t: float) -> to
     t_eff = _threshold_at_or_below(t, dtype)
 
     keep_rank = None
-    pair_iou = _rotated_iou_pairs_fn()
     # With t <= 0 even disjoint boxes suppress each other (IoU 0 >= t): dense path.
-    if t > 0 and pair_iou is not None:
+    if t > 0:
         rank = torch.empty_like(order)
         rank[order] = torch.arange(n, device=device)
         cx, cy, w, h, angle = boxes.double().unbind(1)
@@ -561,7 +552,7 @@ def _nms_rotated_impl(boxes: torch.Tensor, scores: torch.Tensor, t: float) -> to
                 maybe = _rotated_iou_may_reach(geometry, a, b, t * (1 - 1e-6))
                 a, b = a[maybe], b[maybe]
                 hit = maybe.clone()
-                hit[maybe] = pair_iou(boxes[a], boxes[b]) > t_eff
+                hit[maybe] = iou_rotated_pairs(boxes[a], boxes[b]) > t_eff
                 return hit
 
             keep_rank = _greedy_from_edges(n, *_edges_from_pairs(pairs, rank, pair_test))
