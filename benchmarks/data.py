@@ -5,8 +5,9 @@ Two inputs, each with 0, 1 and 2 DataLoader workers:
 - ``shapes``: the shared shapes train split (small images, resized to 800 on the short side);
 - ``large``: synthetic 800x1333 JPEGs with 10 polygons each (generated in a temp folder).
 
-The mapper is Detectron2's default training mapper (``ResizeShortestEdge((800,), 1333)``,
-horizontal ``RandomFlip``, BGR, polygon masks). Prints a table with the ratio to the reference's
+The mapper is the training mapper of the parity models' config (``models/*/config.yaml``:
+``ResizeShortestEdge((224, 256, 288), 512, "choice")``, horizontal ``RandomFlip``, BGR, polygon
+masks), the loader ``build_detection_train_loader`` with aspect-ratio grouping. Prints a table with the ratio to the reference's
 numbers (``data_timings.json`` of the parity bundle) and writes JSON with ``--out``.
 
     .venv/bin/python benchmarks/data.py --out output/data_timings.json
@@ -41,7 +42,7 @@ def make_mapper() -> DatasetMapper:
     return DatasetMapper(
         is_train=True,
         augmentations=[
-            T.ResizeShortestEdge((800,), 1333, "choice"),
+            T.ResizeShortestEdge((224, 256, 288), 512, "choice"),
             T.RandomFlip(horizontal=True),
         ],
         image_format="BGR",

@@ -341,7 +341,11 @@ def annotations_to_instances(
             )
 
     if len(annos) and "keypoints" in annos[0]:
-        target.gt_keypoints = Keypoints([obj.get("keypoints", []) for obj in annos])
+        # Transformed keypoints are (K, 3); raw COCO ones are flat [x, y, v] * K.
+        kpts = [
+            np.asarray(obj.get("keypoints", []), dtype=np.float32).reshape(-1, 3) for obj in annos
+        ]
+        target.gt_keypoints = Keypoints(np.stack(kpts))
     return target
 
 

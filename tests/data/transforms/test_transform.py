@@ -240,3 +240,12 @@ def test_empty_coords_and_boxes():
     assert tfm.apply_box(np.zeros((0, 4))).shape == (0, 4)
     assert tfm.apply_coords(np.zeros((0, 2))).shape == (0, 2)
     assert T.RotationTransform(10, 10, 45).apply_coords(np.zeros((0, 2))).shape == (0, 2)
+
+
+def test_resize_channel_reversed_view_matches_copy():
+    rgb = np.random.RandomState(1).randint(0, 256, (21, 34, 3)).astype(np.uint8)
+    bgr_view = rgb[:, :, ::-1]
+    tfm = T.ResizeTransform(21, 34, 50, 17)
+    np.testing.assert_array_equal(
+        tfm.apply_image(bgr_view), tfm.apply_image(np.ascontiguousarray(bgr_view))
+    )

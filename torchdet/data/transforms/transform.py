@@ -129,6 +129,14 @@ class ResizeTransform(Transform):
             raise ValueError(f"ResizeTransform takes at most 4-d images, got {img.ndim}-d")
         method = interp if interp is not None else self.interp
         if img.dtype == np.uint8:
+            if img.ndim == 3 and img.strides[2] < 0 and img[:, :, ::-1].flags.c_contiguous:
+                # A channel-reversed view (BGR from an RGB decode): resize the contiguous RGB
+                # buffer and reverse again. Each channel is resized alone, so the pixels are
+                # identical, and PIL is spared a full copy of the non-contiguous view.
+                rgb = img[:, :, ::-1]
+                return _from_pil(_to_pil(rgb).resize((self.new_w, self.new_h), method), rgb)[
+                    :, :, ::-1
+                ]
             pil = _to_pil(img).resize((self.new_w, self.new_h), method)
             return _from_pil(pil, img)
         # Float (or other) images: PIL only handles uint8 for multi-channel data.
