@@ -137,3 +137,11 @@ def test_metadata_copy_and_pickle() -> None:
 def test_metadata_get_rejects_bad_name() -> None:
     with pytest.raises(TypeError):
         MetadataCatalog.get("")
+
+
+def test_builtin_names_available_through_the_catalogs() -> None:
+    # no explicit import of torchdet.data.datasets: the catalogs register the builtins on use
+    assert "coco_2017_val" in DatasetCatalog.list()
+    assert MetadataCatalog.get("coco_2017_val").evaluator_type == "coco"
+    with pytest.raises(ValueError, match="'coco_2017_val' is already registered"):
+        DatasetCatalog.register("coco_2017_val", lambda: [])

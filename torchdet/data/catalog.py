@@ -10,6 +10,7 @@ access and shared afterwards.
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import types
 from collections import UserDict
@@ -21,6 +22,21 @@ import numpy as np
 __all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata"]
 
 logger = logging.getLogger(__name__)
+
+_builtin_registered = False
+
+
+def _register_builtin_once() -> None:
+    """Import ``torchdet.data.datasets`` (which registers the builtin datasets) on first use.
+
+    Detectron2 registers them when ``detectron2.data`` is imported; ``torchdet.data`` resolves
+    its names lazily, so the catalogs do it the first time they are queried instead. Registering
+    is cheap and never touches the disk.
+    """
+    global _builtin_registered
+    if not _builtin_registered:
+        _builtin_registered = True  # set first: registering calls back into the catalogs
+        importlib.import_module("torchdet.data.datasets")
 
 
 class _DatasetCatalog(UserDict):
@@ -44,6 +60,7 @@ class _DatasetCatalog(UserDict):
             TypeError: ``name`` is not a string or ``func`` is not callable.
             ValueError: a dataset of that name is already registered.
         """
+        _register_builtin_once()  # so that a builtin name is reported as taken, as in Detectron2
         if not isinstance(name, str) or not name:
             raise TypeError(f"DatasetCatalog.register: name must be a non-empty str, got {name!r}")
         if not callable(func):
@@ -70,6 +87,7 @@ class _DatasetCatalog(UserDict):
         Raises:
             KeyError: the name is not registered; the message lists the registered names.
         """
+        _register_builtin_once()
         try:
             f = self.data[name]
         except KeyError as e:
@@ -80,11 +98,13 @@ class _DatasetCatalog(UserDict):
         return f()
 
     def list(self) -> list[str]:
-        """List all registered datasets."""
+        """List all registered datasets (the builtin ones included)."""
+        _register_builtin_once()
         return list(self.data.keys())
 
     def remove(self, name: str) -> None:
         """Remove the dataset registered under ``name``; raises ``KeyError`` when absent."""
+        _register_builtin_once()
         try:
             self.data.pop(name)
         except KeyError as e:
@@ -211,6 +231,7 @@ class _MetadataCatalog(UserDict):
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"MetadataCatalog.get: name must be a non-empty str, got {name!r}")
+        _register_builtin_once()
         r = self.data.get(name)
         if r is None:
             r = self.data[name] = Metadata(name=name)
@@ -218,10 +239,12 @@ class _MetadataCatalog(UserDict):
 
     def list(self) -> list[str]:
         """List all registered metadata names."""
+        _register_builtin_once()
         return list(self.data.keys())
 
     def remove(self, name: str) -> None:
         """Remove the metadata of ``name``; raises ``KeyError`` when absent."""
+        _register_builtin_once()
         try:
             self.data.pop(name)
         except KeyError as e:

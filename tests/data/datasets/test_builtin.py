@@ -210,3 +210,42 @@ def test_cityscapes_and_ade_tables() -> None:
     assert len(ADE20K_SEM_SEG_CATEGORIES) == 150
     assert ADE20K_SEM_SEG_CATEGORIES[:3] == ["wall", "building", "sky"]
     assert ADE20K_SEM_SEG_CATEGORIES[-1] == "flag"
+
+
+_IMPORT_PROBE = """
+import os, sys
+root = os.environ["TORCHDET_DATASETS"]
+touched = []
+def record(p):
+    if isinstance(p, (str, os.PathLike)) and os.fspath(p).startswith(root):
+        touched.append(os.fspath(p))
+def audit(event, args):
+    if event in ("open", "os.listdir", "os.scandir") and args:
+        record(args[0])
+sys.addaudithook(audit)
+for fn in ("exists", "isfile", "isdir"):
+    orig = getattr(os.path, fn)
+    setattr(os.path, fn, lambda p, _o=orig: (record(p), _o(p))[1])
+from torchdet.data import DatasetCatalog, MetadataCatalog
+print(len(DatasetCatalog.list()), MetadataCatalog.get("coco_2017_val").json_file, touched)
+"""
+
+
+def test_import_registers_without_disk_access(tmp_path: Path) -> None:
+    import subprocess
+
+    root = str(tmp_path / "absent_root")
+    env = dict(os.environ, TORCHDET_DATASETS=root)
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(Path(__file__).resolve().parents[3]),
+    )
+    assert out.returncode == 0, out.stderr
+    count, json_file, touched = out.stdout.strip().split(" ", 2)
+    assert int(count) >= 52
+    assert json_file == os.path.join(root, "coco/annotations/instances_val2017.json")
+    assert touched == "[]"

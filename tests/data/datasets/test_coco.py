@@ -397,3 +397,28 @@ def test_load_sem_seg_intersection_and_errors(
         load_sem_seg(empty, images)
     with pytest.raises(FileNotFoundError, match="missing_dir"):
         load_sem_seg(tmp_path / "missing_dir", images)
+
+
+def test_convert_round_trip_shapes_val(shapes_dir: Path, tmp_path: Path, dataset_name: str) -> None:
+    root = shapes_dir / "val"
+    register_coco_instances(dataset_name, {}, str(root / "instances.json"), str(root / "images"))
+    out = tmp_path / "shapes_val_coco.json"
+    convert_to_coco_json(dataset_name, out)
+    raw = json.loads((root / "instances.json").read_text())
+    converted = json.loads(out.read_text())
+    assert converted["categories"] == [
+        {"id": c["id"], "name": c["name"]} for c in raw["categories"]
+    ]
+    assert [(a["image_id"], a["category_id"], a["bbox"]) for a in converted["annotations"]] == [
+        (a["image_id"], a["category_id"], a["bbox"])
+        for a in sorted(raw["annotations"], key=lambda a: (a["image_id"], a["id"]))
+    ]
+    # polygon areas (shoelace) are below the pixel counts of the raster masks, by < 10%
+    raw_area = {(a["image_id"], tuple(a["bbox"])): a["area"] for a in raw["annotations"]}
+    for a in converted["annotations"]:
+        assert 0.8 < a["area"] / raw_area[(a["image_id"], tuple(a["bbox"]))] < 1.0
+    reloaded = load_coco_json(out, str(root / "images"))
+    original = DatasetCatalog.get(dataset_name)
+    assert [[x["bbox"] for x in d["annotations"]] for d in reloaded] == [
+        [x["bbox"] for x in d["annotations"]] for d in original
+    ]
