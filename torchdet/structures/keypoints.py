@@ -65,8 +65,8 @@ class Keypoints:
     def __getitem__(self, item: int | slice | Tensor) -> Keypoints:
         """Index with an int (gives 1 instance), a slice, a bool mask or an index tensor."""
         if isinstance(item, int):
-            return Keypoints([self.tensor[item]])
-        return Keypoints(self.tensor[item])
+            return type(self)(self.tensor[item].unsqueeze(0))
+        return type(self)(self.tensor[item])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_instances={len(self.tensor)})"
