@@ -161,4 +161,8 @@ def add_ground_truth_to_proposals_single_image(
             raise KeyError(
                 f"The attribute {key!r} of the proposals does not exist in the ground truth"
             )
+    # Only the proposals' fields are kept (extra ground-truth fields are dropped).
+    gt_proposal = Instances(
+        proposals.image_size, **{k: gt_proposal.get(k) for k in proposals.get_fields()}
+    )
     return Instances.cat([proposals, gt_proposal])
