@@ -21,6 +21,18 @@ from .coco_panoptic import (
 )
 from .lvis import get_lvis_instances_meta, load_lvis_json, register_lvis_instances
 from .pascal_voc import load_voc_instances, register_pascal_voc
-from .synthetic import generate_shapes_dataset, register_shapes
 
-__all__ = [k for k in globals() if not k.startswith("_")]
+__all__ = [k for k in globals() if not k.startswith("_")] + [
+    "generate_shapes_dataset",
+    "register_shapes",
+]
+
+
+def __getattr__(name: str):
+    # The shapes generator is imported on first use, so that
+    # ``python -m torchdet.data.datasets.synthetic`` does not import itself twice.
+    if name in ("generate_shapes_dataset", "register_shapes"):
+        from . import synthetic
+
+        return getattr(synthetic, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,6 +34,7 @@ import os
 import time
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cv2
@@ -89,9 +90,10 @@ _SKY, _GROUND = 4, 5
 _SKY_RGB = ((38, 111), (108, 191), (148, 230))
 _GROUND_RGB = ((38, 112), (108, 181), (28, 92))
 _SIZE_RANGE = (24.0, 96.0)  # circle diameter; squares and triangles scale with it
-_MIN_COLOR_CONTRAST = 40.0  # mean absolute RGB difference between an object and both stuffs
+_MIN_COLOR_CONTRAST = 25.0  # mean absolute RGB difference between an object and both stuffs
 _JPEG_QUALITY = 92
 _NOISE_STD = 8.0  # per channel, before JPEG
+_OBJECT_TEXTURE_STD = 8.0  # shared by the channels, on objects only
 _RAMP = 30.0  # the background brightens by this much from the top row to the bottom row
 _PLACEMENT_ATTEMPTS = 20
 
@@ -174,8 +176,11 @@ def _render_image(
         cv2.fillPoly(image, fixed_point, color.tolist(), cv2.LINE_8, shift=4)
         objects.append({"category_id": category, "polygon": poly, "seg_id": seg_id})
 
-    # independent noise per channel; JPEG's chroma subsampling then correlates the channels
+    # independent noise per channel; JPEG's chroma subsampling then correlates the channels.
+    # Objects also get a grey texture, as in the reference images.
     image += _NOISE_STD * rng.standard_normal(size=(h, w, 3), dtype=np.float32)
+    texture = _OBJECT_TEXTURE_STD * rng.standard_normal(size=(h, w), dtype=np.float32)
+    image += np.where(pan < _SKY * 1000, texture, 0.0)[..., None]
     image = np.clip(image + 0.5, 0, 255).astype(np.uint8)  # round half up
     return {"id": image_id, "height": h, "width": w, "image": image, "pan": pan, "objects": objects}
 
@@ -201,6 +206,79 @@ def _dump_json(obj: Any, path: str) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f)
     os.replace(tmp, path)
+
+
+_SEM_LUT = np.array([0, 0, 1, 2, 3, 4], np.uint8)  # category (1..5) -> sem_seg label
+_STUFF_LUT = np.array([0, 0, 0, 0, 1, 2], np.uint8)  # category (1..5) -> panoptic_stuff label
+
+
+def _write_image(
+    rng: np.random.Generator,
+    image_id: int,
+    image_size_range: tuple[tuple[int, int], tuple[int, int]],
+    max_objects: int,
+    folders: dict[str, str],
+) -> dict[str, Any]:
+    """Render one image, write its JPEG and PNGs, return its json entries (ids but ann ids)."""
+    r = _render_image(rng, image_id, image_size_range, max_objects)
+    stem = f"{image_id:06d}"
+    h, w, pan = r["height"], r["width"], r["pan"]
+    ok, buf = cv2.imencode(".jpg", r["image"][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError(f"JPEG encoding failed for image {image_id}")
+    buf.tofile(os.path.join(folders["images"], stem + ".jpg"))
+    cv2.imwrite(os.path.join(folders["panoptic"], stem + ".png"), _encode_panoptic(pan)[..., ::-1])
+    category_map = pan // 1000  # (H, W) category 1..5
+    cv2.imwrite(os.path.join(folders["sem_seg"], stem + ".png"), _SEM_LUT[category_map])
+    cv2.imwrite(os.path.join(folders["panoptic_stuff"], stem + ".png"), _STUFF_LUT[category_map])
+
+    counts = np.bincount(pan.reshape(-1))
+    objects, segments_info = [], []
+    for obj in r["objects"]:
+        bbox = _round_bbox(obj["polygon"])
+        area = int(counts[obj["seg_id"]])
+        objects.append(
+            {
+                "category_id": obj["category_id"],
+                "bbox": bbox,
+                "area": area,
+                "polygon": [float(v) for v in obj["polygon"].reshape(-1)],
+            }
+        )
+        segments_info.append(
+            {
+                "id": obj["seg_id"],
+                "category_id": obj["category_id"],
+                "iscrowd": 0,
+                "bbox": bbox,
+                "area": area,
+            }
+        )
+    for stuff in (_SKY, _GROUND):
+        area = int(counts[stuff * 1000]) if len(counts) > stuff * 1000 else 0
+        if area == 0:
+            continue
+        m = pan == stuff * 1000
+        ys, xs = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+        x0, y0 = int(xs[0]), int(ys[0])
+        segments_info.append(
+            {
+                "id": stuff * 1000,
+                "category_id": stuff,
+                "iscrowd": 0,
+                "area": area,
+                "bbox": [x0, y0, int(xs[-1]) - x0 + 1, int(ys[-1]) - y0 + 1],
+            }
+        )
+    return {
+        "image": {"id": image_id, "file_name": stem + ".jpg", "height": h, "width": w},
+        "objects": objects,
+        "panoptic": {
+            "image_id": image_id,
+            "file_name": stem + ".png",
+            "segments_info": segments_info,
+        },
+    }
 
 
 def generate_shapes_dataset(
@@ -246,81 +324,37 @@ def generate_shapes_dataset(
     seeds = np.random.SeedSequence([int(seed), zlib.crc32(split.encode("utf-8"))])
     child_seeds = seeds.spawn(int(num_images))
 
+    size_range = ((h_lo, h_hi), (w_lo, w_hi))
+
+    def job(index: int) -> dict[str, Any]:
+        rng = np.random.default_rng(child_seeds[index])
+        return _write_image(rng, index + 1, size_range, int(max_objects), folders)
+
+    # OpenCV and numpy release the GIL: threads overlap the drawing and the encoding
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(job, range(int(num_images))))
+
     images, instances, keypoints, panoptic = [], [], [], []
-    sem_lut = np.zeros(6, np.uint8)
-    sem_lut[[1, 2, 3, 4, 5]] = [0, 1, 2, 3, 4]
-    stuff_lut = np.array([0, 0, 0, 0, 1, 2], np.uint8)
-    for index, child in enumerate(child_seeds):
-        rng = np.random.default_rng(child)
-        image_id = index + 1
-        r = _render_image(rng, image_id, ((h_lo, h_hi), (w_lo, w_hi)), int(max_objects))
-        stem = f"{image_id:06d}"
-        h, w, pan = r["height"], r["width"], r["pan"]
-        images.append({"id": image_id, "file_name": stem + ".jpg", "height": h, "width": w})
-
-        ok, buf = cv2.imencode(
-            ".jpg", r["image"][..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
-        )
-        if not ok:
-            raise RuntimeError(f"JPEG encoding failed for image {image_id}")
-        buf.tofile(os.path.join(folders["images"], stem + ".jpg"))
-        cv2.imwrite(
-            os.path.join(folders["panoptic"], stem + ".png"), _encode_panoptic(pan)[..., ::-1]
-        )
-        category_map = pan // 1000  # (H, W) category 1..5
-        cv2.imwrite(os.path.join(folders["sem_seg"], stem + ".png"), sem_lut[category_map])
-        cv2.imwrite(os.path.join(folders["panoptic_stuff"], stem + ".png"), stuff_lut[category_map])
-
-        counts = np.bincount(pan.reshape(-1))
-        segments_info = []
+    for r in results:
+        image_id = r["image"]["id"]
+        images.append(r["image"])
         for obj in r["objects"]:
-            poly, category = obj["polygon"], obj["category_id"]
-            bbox = _round_bbox(poly)
-            area = int(counts[obj["seg_id"]])
-            ann_id = len(instances) + 1
             ann = {
-                "id": ann_id,
+                "id": len(instances) + 1,
                 "image_id": image_id,
-                "category_id": category,
-                "bbox": bbox,
-                "area": float(area),
+                "category_id": obj["category_id"],
+                "bbox": obj["bbox"],
+                "area": float(obj["area"]),
                 "iscrowd": 0,
-                "segmentation": [[float(v) for v in poly.reshape(-1)]],
+                "segmentation": [obj["polygon"]],
             }
             instances.append(ann)
-            if category == 3:
+            if obj["category_id"] == 3:
                 kpts = []
-                for x, y in poly.tolist():
+                for x, y in zip(obj["polygon"][0::2], obj["polygon"][1::2]):
                     kpts += [x, y, 2.0]
                 keypoints.append(dict(ann, keypoints=kpts, num_keypoints=3))
-            segments_info.append(
-                {
-                    "id": obj["seg_id"],
-                    "category_id": category,
-                    "iscrowd": 0,
-                    "bbox": bbox,
-                    "area": area,
-                }
-            )
-        for stuff in (_SKY, _GROUND):
-            area = int(counts[stuff * 1000]) if len(counts) > stuff * 1000 else 0
-            if area == 0:
-                continue
-            m = pan == stuff * 1000
-            ys, xs = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-            x0, y0 = int(xs[0]), int(ys[0])
-            segments_info.append(
-                {
-                    "id": stuff * 1000,
-                    "category_id": stuff,
-                    "iscrowd": 0,
-                    "area": area,
-                    "bbox": [x0, y0, int(xs[-1]) - x0 + 1, int(ys[-1]) - y0 + 1],
-                }
-            )
-        panoptic.append(
-            {"image_id": image_id, "file_name": stem + ".png", "segments_info": segments_info}
-        )
+        panoptic.append(r["panoptic"])
 
     things = [c for c in SHAPES_CATEGORIES if c["isthing"]]
     triangle = dict(
