@@ -254,3 +254,12 @@ def test_backbone_shapes_from_configs():
     assert {k: (v.channels, v.stride) for k, v in c4.items()} == {"res4": (1024, 16)}
     retina = build("common/models/retinanet.py").output_shape()
     assert sorted(retina) == ["p3", "p4", "p5", "p6", "p7"] and retina["p7"].stride == 128
+
+
+@pytest.mark.parametrize("name", _TOP)
+def test_to_py_of_zoo_configs_is_python(name):
+    cfg = LazyConfig.load(str(CONFIGS / name))
+    code = LazyConfig.to_py(cfg)
+    compile(code, f"<to_py {name}>", "exec")
+    assert "cfg.model = torchdet.modeling." in code
+    assert f"cfg.train.max_iter = {cfg.train.max_iter}" in code

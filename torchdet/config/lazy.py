@@ -441,42 +441,46 @@ def _to_yaml_safe(obj: Any, path: str, marked: list[str]) -> Any:
     return f"<unserializable {type(obj).__name__}: {text}>"
 
 
-def _render(obj: Any, indent: int) -> str:
-    """Python source for a value inside a call or a container (one line if it fits)."""
+def _render(obj: Any, indent: int, used: int) -> str:
+    """Python source for a value: on one line if it fits in 100 columns, else split.
+
+    ``indent`` is the indentation of the line the value starts on and ``used`` the columns
+    already taken on it (indentation and any ``key=`` prefix).
+    """
     pad = " " * indent
     if isinstance(obj, Mapping) and "_target_" in obj:
         target = obj["_target_"]
         name = target if isinstance(target, str) else _convert_target_to_string(target)
-        items = [(k, v) for k, v in obj.items() if k != "_target_"]
-        one_line = f"{name}(" + ", ".join(f"{k}={_render(v, 0)}" for k, v in items) + ")"
-        if len(one_line) + indent <= 100 and "\n" not in one_line:
-            return one_line
-        inner = "".join(f"{pad}    {k}={_render(v, indent + 4)},\n" for k, v in items)
-        return f"{name}(\n{inner}{pad})"
-    if isinstance(obj, Mapping):
-        one_line = "{" + ", ".join(f"{k!r}: {_render(v, 0)}" for k, v in obj.items()) + "}"
-        if len(one_line) + indent <= 100 and "\n" not in one_line:
-            return one_line
-        inner = "".join(f"{pad}    {k!r}: {_render(v, indent + 4)},\n" for k, v in obj.items())
-        return "{\n" + inner + pad + "}"
-    if isinstance(obj, list | tuple):
-        one_line = "[" + ", ".join(_render(v, 0) for v in obj) + "]"
-        if len(one_line) + indent <= 100 and "\n" not in one_line:
-            return one_line
-        inner = "".join(f"{pad}    {_render(v, indent + 4)},\n" for v in obj)
-        return "[\n" + inner + pad + "]"
-    if callable(obj) and hasattr(obj, "__qualname__"):
+        items = [(f"{k}=", v) for k, v in obj.items() if k != "_target_"]
+        opening, closing = f"{name}(", ")"
+    elif isinstance(obj, Mapping):
+        items = [(f"{k!r}: ", v) for k, v in obj.items()]
+        opening, closing = "{", "}"
+    elif isinstance(obj, list | tuple):
+        items = [("", v) for v in obj]
+        opening, closing = "[", "]"
+    elif callable(obj) and hasattr(obj, "__qualname__"):
         return _convert_target_to_string(obj)
-    return repr(obj)
+    else:
+        return repr(obj)
+    one_line = opening + ", ".join(f"{k}{_render(v, 0, 0)}" for k, v in items) + closing
+    if used + len(one_line) + 1 <= 100 and "\n" not in one_line:  # +1: a trailing comma
+        return one_line
+    inner = "".join(
+        f"{pad}    {k}{_render(v, indent + 4, indent + 4 + len(k))},\n" for k, v in items
+    )
+    return f"{opening}\n{inner}{pad}{closing}"
 
 
 def _top_level_lines(cfg: Any, prefix: str) -> list[str]:
     if not isinstance(cfg, Mapping) or "_target_" in cfg:
-        return [f"{prefix.rstrip('.')} = {_render(cfg, 0)}"]
+        head = f"{prefix.rstrip('.')} = "
+        return [head + _render(cfg, 0, len(head))]
     lines = []
     for k, v in cfg.items():
         if isinstance(v, Mapping) and "_target_" not in v and v:
             lines += _top_level_lines(v, f"{prefix}{k}.")
         else:
-            lines.append(f"{prefix}{k} = {_render(v, 0)}")
+            head = f"{prefix}{k} = "
+            lines.append(head + _render(v, 0, len(head)))
     return lines
