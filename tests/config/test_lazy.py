@@ -264,3 +264,11 @@ def test_dataclasses_round_trip():
 def test_load_rel_needs_a_calling_file():
     with pytest.raises(ValueError, match="from a file"):
         exec("LazyConfig.load_rel('base.py')", {"LazyConfig": LazyConfig})
+
+
+def test_target_may_itself_be_a_lazy_config():
+    # The target is built first: here a factory call returning the class to call.
+    cfg = L(L("torchdet.utils.registry.locate")(name="collections.OrderedDict"))(a=1)
+    out = instantiate(cfg)
+    assert type(out).__name__ == "OrderedDict" and dict(out) == {"a": 1}
+    assert instantiate(3) == 3 and instantiate("text") == "text"
