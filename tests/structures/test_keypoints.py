@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from torchdet.structures import Keypoints, heatmaps_to_keypoints
+from torchdet.structures import Boxes, Keypoints, heatmaps_to_keypoints
 
 
 def _loop_reference(maps: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
@@ -66,6 +66,8 @@ def test_to_heatmap_hand_computed():
     assert heatmaps.dtype == torch.int64 and valid.dtype == torch.int64
     assert valid.tolist() == [[1, 1, 1, 0, 0, 0]]
     assert heatmaps.tolist() == [[0, 7, 15, 0, 0, 0]]
+    from_boxes = kp.to_heatmap(Boxes(torch.tensor([[0.0, 0.0, 8.0, 8.0]])), 4)
+    assert from_boxes[0].equal(heatmaps) and from_boxes[1].equal(valid)
     # empty inputs
     h, v = Keypoints(torch.zeros(0, 6, 3)).to_heatmap(torch.zeros(0, 4), 56)
     assert h.numel() == 0 and v.numel() == 0

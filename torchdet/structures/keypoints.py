@@ -52,7 +52,7 @@ class Keypoints:
         """Encode the keypoints as indices into ``S x S`` heatmaps over their boxes.
 
         Args:
-            boxes (Tensor[N, 4]): one box per instance, x0, y0, x1, y1.
+            boxes (Tensor[N, 4] or Boxes): one box per instance, x0, y0, x1, y1.
             heatmap_size (int): S.
 
         Returns:
@@ -98,6 +98,7 @@ def _keypoints_to_heatmap(
     Returns:
         heatmaps (Tensor[N, K] int64), valid (Tensor[N, K] int64); see ``Keypoints.to_heatmap``.
     """
+    rois = getattr(rois, "tensor", rois)  # accept Boxes as well as Tensor[N, 4]
     if rois.numel() == 0:
         return rois.new().long(), rois.new().long()
     if rois.dim() != 2 or rois.shape[1] != 4 or rois.shape[0] != keypoints.shape[0]:

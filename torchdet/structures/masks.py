@@ -371,8 +371,10 @@ class PolygonMasks:
                 f"PolygonMasks.crop_and_resize: got {len(boxes)} boxes for {len(self)} instances"
             )
         dev = boxes.device
-        # pycocotools rasterises on the CPU, one instance at a time
-        boxes_np = boxes.detach().to(device="cpu", dtype=torch.float64).numpy()
+        # pycocotools rasterises on the CPU, one instance at a time. The boxes keep their dtype
+        # (float32 in models): the box size is computed in it, as in Detectron2, so the
+        # rasterised targets match to the pixel.
+        boxes_np = boxes.detach().to(device="cpu").numpy()
         results = [
             rasterize_polygons_within_box(poly, box, mask_size)
             for poly, box in zip(self.polygons, boxes_np)
