@@ -122,3 +122,24 @@ def test_aspect_ratio_grouping():
     assert batches == [[0, 2], [1, 3]]
     with pytest.raises(ValueError, match="batch_size"):
         AspectRatioGroupedDataset(items, 0)
+
+
+def test_pack_for_transfer_round_trip():
+    import torch
+
+    from torchdet.data.common import pack_for_transfer, unpack_transferred
+
+    item = {
+        "image": torch.arange(24, dtype=torch.uint8).reshape(2, 3, 4),
+        "view": torch.arange(12.0).reshape(3, 4).t(),  # non-contiguous
+        "mask": torch.tensor([True, False]),
+        "bf16": torch.ones(2, dtype=torch.bfloat16),  # no numpy dtype: torch's own pickling
+        "nested": [np.arange(3), {"x": 1}],
+    }
+    out = unpack_transferred(pack_for_transfer(item))
+    for key in ("image", "view", "mask", "bf16"):
+        assert out[key].dtype == item[key].dtype
+        assert torch.equal(out[key], item[key])
+    out["image"][0, 0, 0] = 99  # writable, and a copy
+    assert item["image"][0, 0, 0] == 0
+    np.testing.assert_array_equal(out["nested"][0], np.arange(3))

@@ -314,3 +314,13 @@ def test_build_augmentation_from_cfg():
     cfg.INPUT.RANDOM_FLIP = "none"
     assert len(utils.build_augmentation(cfg, True)) == 1
     assert utils.build_transform_gen is utils.build_augmentation
+
+
+def test_get_fed_loss_cls_weights():
+    name = "_tdu_fed"
+    if name in MetadataCatalog.list():
+        MetadataCatalog.remove(name)
+    counts = [{"id": 2, "image_count": 9}, {"id": 1, "image_count": 4}]
+    MetadataCatalog.get(name).set(class_image_count=counts)
+    w = utils.get_fed_loss_cls_weights(name, freq_weight_power=0.5)
+    torch.testing.assert_close(w, torch.tensor([2.0, 3.0]))  # sorted by id: sqrt(4), sqrt(9)

@@ -18,7 +18,14 @@ from torchdet.config import configurable
 from torchdet.structures import BoxMode
 
 from .catalog import DatasetCatalog, MetadataCatalog
-from .common import AspectRatioGroupedDataset, DatasetFromList, MapDataset, ToIterableDataset
+from .common import (
+    AspectRatioGroupedDataset,
+    DatasetFromList,
+    MapDataset,
+    PackAfter,
+    ToIterableDataset,
+    UnpackedLoader,
+)
 from .dataset_mapper import DatasetMapper
 from .detection_utils import check_metadata_consistency
 from .samplers import (
@@ -266,21 +273,30 @@ def build_batch_data_loader(
         loader_kwargs["persistent_workers"] = persistent_workers
         if prefetch_factor is not None:
             loader_kwargs["prefetch_factor"] = prefetch_factor
+    # Workers send each item as one bytes object (see common.pack_for_transfer): passing every
+    # tensor through its own shared-memory segment dominated the main process's time. Pinned
+    # memory needs the tensors themselves, so it keeps torch's transport.
+    pack = num_workers > 0 and not pin_memory
     if aspect_ratio_grouping:
         loader = torchdata.DataLoader(
-            dataset, batch_size=None, collate_fn=_identity, **loader_kwargs
+            dataset,
+            batch_size=None,
+            collate_fn=PackAfter() if pack else _identity,
+            **loader_kwargs,
         )
-        loader = AspectRatioGroupedDataset(loader, batch_size)
+        grouped = AspectRatioGroupedDataset(UnpackedLoader(loader) if pack else loader, batch_size)
         if collate_fn is None:
-            return loader
-        return MapDataset(loader, collate_fn)
-    return torchdata.DataLoader(
+            return grouped
+        return MapDataset(grouped, collate_fn)
+    collate = trivial_batch_collator if collate_fn is None else collate_fn
+    loader = torchdata.DataLoader(
         dataset,
         batch_size=batch_size,
         drop_last=drop_last,
-        collate_fn=trivial_batch_collator if collate_fn is None else collate_fn,
+        collate_fn=PackAfter(collate) if pack else collate,
         **loader_kwargs,
     )
+    return UnpackedLoader(loader) if pack else loader
 
 
 def _identity(x: Any) -> Any:

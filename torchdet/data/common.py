@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import itertools
 import logging
 import pickle
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import torch
 import torch.utils.data as torchdata
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "DatasetFromList",
     "MapDataset",
     "ToIterableDataset",
+    "pack_for_transfer",
+    "unpack_transferred",
 ]
 
 logger = logging.getLogger(__name__)
@@ -213,3 +217,65 @@ class AspectRatioGroupedDataset(torchdata.IterableDataset):
                 batch = bucket[:]
                 del bucket[:]
                 yield batch
+
+
+def _tensor_from_numpy(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array)
+
+
+class _TensorAsNumpyPickler(pickle.Pickler):
+    """Pickles CPU tensors as numpy arrays (plain bytes) instead of torch's storage path."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if (
+            type(obj) is torch.Tensor
+            and obj.layout == torch.strided
+            and obj.device.type == "cpu"
+            and not obj.requires_grad
+        ):
+            try:
+                return _tensor_from_numpy, (obj.numpy(),)
+            except (TypeError, RuntimeError):  # dtypes numpy lacks (bfloat16, ...)
+                return NotImplemented
+        return NotImplemented
+
+
+def pack_for_transfer(obj: Any) -> bytes:
+    """Serialize ``obj`` (e.g. a mapped dataset dict) into one bytes object, tensors as numpy.
+
+    DataLoader workers otherwise send each tensor through its own shared-memory segment whose
+    file descriptor is passed over a socket; for a detection item (image, boxes, classes, ...)
+    that costs about 0.5 ms per tensor in the main process, more than copying the bytes.
+    """
+    buf = io.BytesIO()
+    _TensorAsNumpyPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
+
+
+def unpack_transferred(data: bytes) -> Any:
+    """Inverse of :func:`pack_for_transfer` (tensors come back writable, on the CPU)."""
+    return pickle.loads(data)
+
+
+class PackAfter:
+    """Picklable ``collate_fn`` for workers: ``pack_for_transfer(collate_fn(batch))``."""
+
+    def __init__(self, collate_fn: Callable | None = None):
+        self.collate_fn = collate_fn
+
+    def __call__(self, batch: Any) -> bytes:
+        return pack_for_transfer(batch if self.collate_fn is None else self.collate_fn(batch))
+
+
+class UnpackedLoader(torchdata.IterableDataset):
+    """Iterate a DataLoader whose workers yield :func:`pack_for_transfer` bytes, unpacked."""
+
+    def __init__(self, loader: torchdata.DataLoader):
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[Any]:
+        for data in self.loader:
+            yield unpack_transferred(data)
+
+    def __len__(self) -> int:
+        return len(self.loader)

@@ -249,3 +249,37 @@ def test_resize_channel_reversed_view_matches_copy():
     np.testing.assert_array_equal(
         tfm.apply_image(bgr_view), tfm.apply_image(np.ascontiguousarray(bgr_view))
     )
+
+
+def _rotated_corners(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4, 2) corners of (cx, cy, w, h, angle) boxes, angle counter-clockwise (y down)."""
+    cx, cy, w, h, a = boxes.T
+    c, s = np.cos(np.deg2rad(a)), np.sin(np.deg2rad(a))
+    dx = np.stack([-w, w, w, -w], 1) / 2
+    dy = np.stack([-h, -h, h, h], 1) / 2
+    x = cx[:, None] + dx * c[:, None] + dy * s[:, None]
+    y = cy[:, None] - dx * s[:, None] + dy * c[:, None]
+    return np.stack([x, y], axis=2)
+
+
+@pytest.mark.parametrize(
+    "tfm",
+    [
+        T.HFlipTransform(40),
+        T.VFlipTransform(30),
+        T.ResizeTransform(30, 40, 60, 80),
+        T.CropTransform(3, 4, 20, 15),
+        T.PadTransform(2, 3, 4, 5),
+        T.RotationTransform(30, 40, 33.0),
+        T.NoOpTransform(),
+    ],
+    ids=lambda t: type(t).__name__,
+)
+def test_rotated_box_corners_follow_coords(tfm):
+    boxes = np.array([[12.0, 10.0, 8.0, 4.0, 0.0], [20.0, 15.0, 10.0, 6.0, 30.0]])
+    out = tfm.apply_rotated_box(boxes)
+    got = _rotated_corners(np.asarray(out, dtype=np.float64))
+    want = tfm.apply_coords(_rotated_corners(boxes).reshape(-1, 2)).reshape(-1, 4, 2)
+    for g, w in zip(got, want):  # same corner sets, in any order
+        dist = np.linalg.norm(g[:, None, :] - w[None, :, :], axis=2)
+        assert dist.min(axis=1).max() < 1e-6

@@ -255,6 +255,13 @@ class VFlipTransform(Transform):
         coords[:, 1] = self.height - coords[:, 1]
         return coords
 
+    def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
+        """Boxes ``ndarray[N, 5]`` (cx, cy, w, h, angle in degrees, counter-clockwise)."""
+        boxes = np.array(rotated_boxes, dtype=np.float64)
+        boxes[:, 1] = self.height - boxes[:, 1]
+        boxes[:, 4] = -boxes[:, 4]
+        return boxes
+
     def inverse(self) -> Transform:
         return self
 
@@ -320,6 +327,12 @@ class CropTransform(Transform):
         coords[:, 1] -= self.y0
         return coords
 
+    def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
+        """Shift the centres of ``ndarray[N, 5]`` rotated boxes (no clipping, as for boxes)."""
+        boxes = np.array(rotated_boxes, dtype=np.float64)
+        boxes[:, :2] = self.apply_coords(boxes[:, :2])
+        return boxes
+
     def apply_polygons(self, polygons: list[np.ndarray]) -> list[np.ndarray]:
         """Clip each polygon to the crop window; polygons left with no area are dropped."""
         out = []
@@ -373,6 +386,12 @@ class PadTransform(Transform):
         coords[:, 0] += self.x0
         coords[:, 1] += self.y0
         return coords
+
+    def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
+        """Shift the centres of ``ndarray[N, 5]`` rotated boxes."""
+        boxes = np.array(rotated_boxes, dtype=np.float64)
+        boxes[:, :2] = self.apply_coords(boxes[:, :2])
+        return boxes
 
     def inverse(self) -> Transform:
         if self.orig_w is None or self.orig_h is None:

@@ -240,6 +240,15 @@ class RotationTransform(Transform):
     def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
         return self.apply_image(segmentation, interp=cv2.INTER_NEAREST)
 
+    def apply_rotated_box(self, rotated_boxes: np.ndarray) -> np.ndarray:
+        """Rotate the centres of ``ndarray[N, 5]`` rotated boxes and add the angle."""
+        boxes = np.array(rotated_boxes, dtype=np.float64)
+        if len(boxes) == 0 or self.angle % 360 == 0:
+            return boxes
+        boxes[:, :2] = self.apply_coords(boxes[:, :2])
+        boxes[:, 4] += self.angle
+        return boxes
+
     def create_rotation_matrix(self, offset: float = 0) -> np.ndarray:
         """The 2x3 affine matrix mapping input to output coordinates."""
         center = (float(self.center[0]) + offset, float(self.center[1]) + offset)
