@@ -167,7 +167,7 @@ def test_save_marks_unserializable_values(tmp_path, caplog):
     cfg = DictConfig({"a": {"obj": Adder(1)}, "fine": 1}, flags={"allow_objects": True})
     out = tmp_path / "s.yaml"
     with caplog.at_level(logging.WARNING):
-        LazyConfig.save(cfg, str(out))
+        LazyConfig.save(cfg, out)  # a Path works too
     assert "a.obj" in caplog.text
     loaded = LazyConfig.load(str(out))
     assert loaded.fine == 1 and loaded.a.obj.startswith("<unserializable Adder:")

@@ -301,6 +301,7 @@ class LazyConfig:
         ``"<unserializable TYPE: repr>"`` and a warning lists their keys; the full config is
         then also pickled to ``filename + ".pkl"`` when it can be.
         """
+        filename = os.fspath(filename)
         if not isinstance(cfg, DictConfig):
             cfg = OmegaConf.create(cfg, flags={"allow_objects": True})
         container = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
