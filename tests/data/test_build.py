@@ -208,3 +208,17 @@ def test_load_proposals_and_keypoint_filter(tmp_path):
     ]
     assert len(filter_images_with_few_keypoints(kp, 2)) == 1
     assert trivial_batch_collator([1, 2]) == [1, 2]
+
+
+def test_package_exports():
+    import torchdet.data as data
+    from torchdet.data import catalog, datasets
+
+    assert data.DatasetCatalog is catalog.DatasetCatalog
+    assert data.Metadata is catalog.Metadata and data.datasets is datasets
+    assert "coco_2017_val" in data.DatasetCatalog.list()  # builtins registered with the catalog
+    assert data.detection_utils.read_image is not None
+    for name in data.__all__:
+        assert getattr(data, name) is not None
+    with pytest.raises(AttributeError, match="no_such_name"):
+        data.no_such_name  # noqa: B018

@@ -3,6 +3,7 @@
 ``detection_utils`` is used through its module (``from torchdet.data import detection_utils``),
 as in Detectron2. Names are resolved on first access (PEP 562), so importing one submodule
 (e.g. ``torchdet.data.catalog``) does not import the loaders and the structures they need.
+Taking ``DatasetCatalog``/``MetadataCatalog`` from here also registers the builtin datasets.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'torchdet.data' has no attribute {name!r}")
     module_name = _EXPORTS[name]
+    if module_name == "catalog":
+        # As with ``import detectron2.data``: the catalogs come with the builtin datasets
+        # registered (registration is lazy: it touches no file).
+        importlib.import_module(".datasets", __name__)
     if module_name is None:
         value = importlib.import_module(f".{name}", __name__)
     else:

@@ -223,7 +223,7 @@ def trivial_batch_collator(batch: list) -> list:
 
 def worker_init_reset_seed(worker_id: int) -> None:
     """Seed python, numpy and torch in a DataLoader worker from torch's per-worker seed."""
-    seed = torch.initial_seed() % 2**31
+    seed = torch.initial_seed() % 2**31 + worker_id  # as Detectron2 (torch seeds differ already)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
