@@ -83,7 +83,8 @@ def convert_PIL_to_numpy(image: Image.Image, format: str | None) -> np.ndarray: 
     if format is not None:
         pil_mode = "RGB" if format in ("BGR", "YUV-BT.601") else format
         try:
-            image = image.convert(pil_mode)
+            if image.mode != pil_mode:  # same-mode convert() would copy every pixel
+                image = image.convert(pil_mode)
         except ValueError as e:
             raise ValueError(f"cannot convert an image to format {format!r}: {e}") from e
     array = np.asarray(image)
