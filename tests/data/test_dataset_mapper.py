@@ -146,3 +146,23 @@ def test_mapper_from_config():
     assert override.image_format == "RGB"
     with pytest.raises(ValueError, match="use_instance_mask"):
         DatasetMapper(is_train=True, augmentations=[], image_format="BGR", recompute_boxes=True)
+
+
+def test_mapper_precomputed_proposals(shapes_dir):
+    record = _record(shapes_dir)
+    record["proposal_boxes"] = np.array([[10.0, 20.0, 30.0, 40.0], [0.0, 0.0, 289.0, 305.0]])
+    record["proposal_objectness_logits"] = np.array([2.0, 1.0])
+    record["proposal_bbox_mode"] = BoxMode.XYXY_ABS
+    mapper = DatasetMapper(
+        is_train=False,
+        augmentations=[T.ResizeShortestEdge(800, 1333, "choice")],
+        image_format="BGR",
+        precomputed_proposal_topk=1,
+    )
+    props = mapper(record)["proposals"]
+    assert props.image_size == (NEW_H, NEW_W) and len(props) == 1
+    sx, sy = NEW_W / 289, NEW_H / 305
+    torch.testing.assert_close(
+        props.proposal_boxes.tensor, torch.tensor([[10 * sx, 20 * sy, 30 * sx, 40 * sy]])
+    )
+    torch.testing.assert_close(props.objectness_logits, torch.tensor([2.0]))

@@ -283,3 +283,25 @@ def test_rotated_box_corners_follow_coords(tfm):
     for g, w in zip(got, want):  # same corner sets, in any order
         dist = np.linalg.norm(g[:, None, :] - w[None, :, :], axis=2)
         assert dist.min(axis=1).max() < 1e-6
+
+
+@pytest.mark.parametrize(
+    "tfm",
+    [
+        T.ResizeTransform(40, 50, 80, 75),
+        T.HFlipTransform(50),
+        T.CropTransform(4, 6, 30, 30),
+        T.RotationTransform(40, 50, 90.0),
+    ],
+    ids=lambda t: type(t).__name__,
+)
+def test_keypoint_follows_drawn_blob(tfm):
+    # A 4x4 blob covering pixels x 10..13, y 20..23: its centre is the point (12, 22) in
+    # continuous coordinates (pixel i spans [i, i + 1)).
+    img = np.zeros((40, 50, 3), dtype=np.uint8)
+    img[20:24, 10:14] = 255
+    out = tfm.apply_image(img)[..., 0].astype(np.float64)
+    ys, xs = np.mgrid[0 : out.shape[0], 0 : out.shape[1]]
+    centroid = np.array([(out * (xs + 0.5)).sum(), (out * (ys + 0.5)).sum()]) / out.sum()
+    kp = tfm.apply_coords(np.array([[12.0, 22.0]]))[0]
+    np.testing.assert_allclose(centroid, kp, atol=0.1)
