@@ -14,6 +14,7 @@ from torchdet.modeling.backbone import (
     BasicBlock,
     BasicStem,
     BottleneckBlock,
+    DeformBottleneckBlock,
     ResNet,
     build_backbone,
     build_resnet_backbone,
@@ -243,12 +244,6 @@ def test_make_stage_per_block_kwargs_and_errors(parity_dir):
 
 
 def test_deform_bottleneck_starts_as_plain_bottleneck():
-    from torchdet.layers import DeformConv
-
-    if not hasattr(DeformConv, "forward") or DeformConv.forward is nn.Module.forward:
-        pytest.skip("torchdet.layers.DeformConv is not implemented yet")
-    from torchdet.modeling.backbone import DeformBottleneckBlock
-
     for modulated in (False, True):
         torch.manual_seed(0)
         deform = DeformBottleneckBlock(
@@ -267,3 +262,27 @@ def test_deform_bottleneck_starts_as_plain_bottleneck():
             with torch.no_grad():
                 out_plain = plain(x)
         assert torch.allclose(out_deform, out_plain, atol=1e-4)
+
+
+def test_deformable_stages_from_config(parity_dir):
+    cfg = _parity_cfg(parity_dir)
+    plain = build_resnet_backbone(cfg, ShapeSpec(channels=3)).eval()
+    cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, True, True]
+    cfg.MODEL.RESNETS.DEFORM_NUM_GROUPS = 2
+    deform = build_resnet_backbone(cfg, ShapeSpec(channels=3)).eval()
+    assert isinstance(deform.res4[0], DeformBottleneckBlock)
+    assert isinstance(deform.res3[0], BottleneckBlock)
+    assert deform.res5[1].conv2_offset.weight.shape == (2 * 18, 128, 3, 3)
+    incompatible = deform.load_state_dict(plain.state_dict(), strict=False)
+    assert not incompatible.unexpected_keys
+    assert all("conv2_offset" in k for k in incompatible.missing_keys)
+    # Offsets start at zero, so the deformable network computes the plain one.
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = plain(x), deform(x)
+    for k in a:
+        assert _max_rel_err(b[k], a[k]) < 1e-4, k
+    cfg.MODEL.RESNETS.DEFORM_MODULATED = True
+    modulated = build_resnet_backbone(cfg, ShapeSpec(channels=3))
+    assert modulated.res5[0].conv2_offset.out_channels == 2 * 27
+    assert modulated(x)["res5"].shape == (1, 512, 2, 2)
