@@ -93,7 +93,7 @@ def test_get_builds_and_loads_from_cache(tmp_path, monkeypatch):
         pytest.skip(f"torchdet.modeling.build_model not available yet: {e}")
     import torch
 
-    name = "COCO-Detection/retinanet_R_50_FPN_1x.yaml"
+    name = "COCO-Detection/rpn_R_50_FPN_1x.yaml"
     monkeypatch.setenv("TORCHDET_CACHE", str(tmp_path))
     cfg = model_zoo.get_config(name)
     cfg.MODEL.DEVICE = "cpu"
