@@ -472,3 +472,47 @@ def test_parity_backbone_and_rpn_names_match(parity_dir, name):
     assert incompatible.incorrect_shapes == []
     assert incompatible.unexpected_keys, "the RoI heads are not part of a ProposalNetwork"
     assert [k for k in incompatible.unexpected_keys if not k.startswith("roi_heads.")] == []
+
+
+def test_torchvision_resnet_into_torchdet_resnet(parity_dir, tmp_path):
+    """A torchvision-layout ResNet state dict (written by hand-inverting the names of torchdet's
+    own ResNet) loads into every bottom-up parameter of a torchdet R-CNN."""
+    import re
+
+    try:
+        from torchdet.config import get_cfg
+        from torchdet.modeling import build_model
+    except ImportError as e:
+        pytest.skip(f"torchdet.modeling.build_model / torchdet.config.get_cfg not available: {e}")
+    cfg = get_cfg()
+    cfg.merge_from_file(str(parity_dir / "models" / "mask_rcnn_R50_FPN" / "config.yaml"))
+    cfg.MODEL.META_ARCHITECTURE = "ProposalNetwork"
+    cfg.MODEL.DEVICE = "cpu"
+    reference = _randomized(build_model(cfg), 11)
+    prefix = "backbone.bottom_up."
+    tv = {}
+    for key, value in reference.state_dict().items():
+        if not key.startswith(prefix):
+            continue
+        k = key[len(prefix) :]
+        k = k.replace("stem.conv1.norm.", "bn1.").replace("stem.conv1.", "conv1.")
+        k = re.sub(r"^res(\d)\.", lambda m: f"layer{int(m.group(1)) - 1}.", k)
+        k = k.replace(".shortcut.norm.", ".downsample.1.").replace(".shortcut.", ".downsample.0.")
+        k = re.sub(r"\.conv(\d)\.norm\.", r".bn\1.", k)
+        tv[k] = value.clone()
+    assert "layer1.0.downsample.1.running_var" in tv and "bn1.bias" in tv
+    for bn in [k[: -len(".running_mean")] for k in tv if k.endswith("running_mean")]:
+        tv[f"{bn}.num_batches_tracked"] = torch.tensor(100)
+    tv["fc.weight"], tv["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
+
+    model = build_model(cfg)
+    checkpointer = DetectionCheckpointer(model)
+    torch.save(tv, tmp_path / "resnet50.pth")
+    incompatible = checkpointer._load_model(checkpointer._load_file(str(tmp_path / "resnet50.pth")))
+    assert incompatible.unexpected_keys == ["linear.bias", "linear.weight"]
+    assert incompatible.incorrect_shapes == []
+    assert [k for k in incompatible.missing_keys if k.startswith(prefix)] == []
+    got = model.state_dict()
+    for key, value in reference.state_dict().items():
+        if key.startswith(prefix):
+            assert torch.equal(got[key], value), key
