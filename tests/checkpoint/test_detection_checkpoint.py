@@ -516,3 +516,57 @@ def test_torchvision_resnet_into_torchdet_resnet(parity_dir, tmp_path):
     for key, value in reference.state_dict().items():
         if key.startswith(prefix):
             assert torch.equal(got[key], value), key
+
+
+def test_caffe2_imagenet_resnet_into_torchdet_resnet(parity_dir, tmp_path, caplog):
+    """MSRA-style ImageNet blobs (BN folded into an affine ``_bn_s``/``_bn_b``, no running
+    statistics) fill every bottom-up parameter; the statistics become 0 / 1."""
+    import re
+
+    try:
+        from torchdet.config import get_cfg
+        from torchdet.modeling import build_model
+    except ImportError as e:
+        pytest.skip(f"torchdet.modeling.build_model / torchdet.config.get_cfg not available: {e}")
+    cfg = get_cfg()
+    cfg.merge_from_file(str(parity_dir / "models" / "mask_rcnn_R50_FPN" / "config.yaml"))
+    cfg.MODEL.META_ARCHITECTURE = "ProposalNetwork"
+    cfg.MODEL.DEVICE = "cpu"
+    reference = _randomized(build_model(cfg), 12)
+    prefix = "backbone.bottom_up."
+    blobs = {}
+    branch = {"conv1": "branch2a", "conv2": "branch2b", "conv3": "branch2c", "shortcut": "branch1"}
+    for key, value in reference.state_dict().items():
+        if not key.startswith(prefix) or key.endswith(("running_mean", "running_var")):
+            continue
+        k = key[len(prefix) :]
+        k = re.sub(r"^stem\.conv1\.norm\.", "res_conv1_bn_", k)
+        k = re.sub(r"^stem\.conv1\.", "conv1_", k)
+        k = re.sub(
+            r"^(res\d)\.(\d+)\.(conv\d|shortcut)\.(norm\.)?",
+            lambda m: f"{m[1]}_{m[2]}_{branch[m[3]]}_" + ("bn_" if m[4] else ""),
+            k,
+        )
+        k = re.sub(r"(bn_)weight$", r"\1s", k)
+        k = re.sub(r"(bn_)bias$", r"\1b", k)
+        k = re.sub(r"_weight$", "_w", k).replace("_bias", "_b")
+        blobs[k] = value.numpy().copy()
+    assert "res2_0_branch1_bn_s" in blobs and "res_conv1_bn_b" in blobs and "conv1_w" in blobs
+    blobs["pred_w"], blobs["pred_b"] = np.zeros((10, 4), np.float32), np.zeros(10, np.float32)
+    with open(tmp_path / "R-50.pkl", "wb") as f:
+        pickle.dump(blobs, f, protocol=2)
+
+    model = build_model(cfg)
+    checkpointer = DetectionCheckpointer(model)
+    incompatible = checkpointer._load_model(checkpointer._load_file(str(tmp_path / "R-50.pkl")))
+    assert sorted(incompatible.unexpected_keys) == ["pred_b", "pred_w"]
+    assert [k for k in incompatible.missing_keys if k.startswith(prefix)] == []
+    got = model.state_dict()
+    for key, value in reference.state_dict().items():
+        if key.startswith(prefix):
+            if key.endswith("running_mean"):
+                assert torch.equal(got[key], torch.zeros_like(value)), key
+            elif key.endswith("running_var"):
+                assert torch.equal(got[key], torch.ones_like(value)), key
+            else:
+                assert torch.equal(got[key], value), key
