@@ -222,3 +222,25 @@ def test_package_exports():
         assert getattr(data, name) is not None
     with pytest.raises(AttributeError, match="no_such_name"):
         data.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_train_loader_resumes_exactly(workers):
+    from torchdet.data.samplers import TrainingSampler
+
+    dicts = [{"image_id": i, "width": 3, "height": 2} for i in range(7)]
+
+    def ids(start: int, n: int) -> list[list[int]]:
+        loader = build_detection_train_loader(
+            dicts,
+            mapper=None,
+            sampler=TrainingSampler(len(dicts), seed=5, start=start),
+            total_batch_size=2,
+            aspect_ratio_grouping=False,
+            num_workers=workers,
+        )
+        return [[d["image_id"] for d in b] for b in itertools.islice(iter(loader), n)]
+
+    full = ids(0, 8)
+    assert sorted(sum(full[:4], [])[:7]) == list(range(7))  # first epoch: each image once
+    assert ids(3 * 2, 5) == full[3:]  # resumed after 3 iterations of batch 2

@@ -366,6 +366,13 @@ def build_detection_train_loader(
         sampler: index sampler; default ``TrainingSampler(len(dataset))``.
         total_batch_size, aspect_ratio_grouping, num_workers, collate_fn, **kwargs: see
             :func:`build_batch_data_loader`.
+
+    To resume training at iteration ``it``, pass the same seed and the number of indices this
+    rank consumed: ``sampler=TrainingSampler(len(dataset), seed=seed, start=it * batch)`` with
+    ``batch = total_batch_size // world_size``. Without aspect-ratio grouping and with at most one
+    worker, the batches then continue exactly (several workers each batch their own share of the
+    stream, so the cut falls mid-share); with grouping, the items waiting in the two grouping
+    buffers at the stop are skipped.
     """
     if isinstance(dataset, list):
         dataset = DatasetFromList(dataset, copy=False)
