@@ -17,6 +17,7 @@ Shape shorthand: N boxes, P candidate pairs, E suppression edges (pairs with IoU
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 
@@ -85,6 +86,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+@functools.lru_cache(maxsize=64)
 def _threshold_below(t: float, dtype: torch.dtype) -> float:
     """The largest ``dtype`` value <= t: for IoUs of that dtype, ``iou > t`` (compared in double, as
     the C++ kernels do) is then ``iou > result`` compared in ``dtype``."""
@@ -96,6 +98,7 @@ def _threshold_below(t: float, dtype: torch.dtype) -> float:
     return t32.item()
 
 
+@functools.lru_cache(maxsize=64)
 def _threshold_at_or_below(t: float, dtype: torch.dtype) -> float:
     """The largest ``dtype`` value < t: ``iou >= t`` (in double) is ``iou > result`` in
     ``dtype``."""
@@ -234,13 +237,14 @@ def _sweep_pairs(
     valid: torch.Tensor,
     groups: torch.Tensor | None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | None:
-    """Candidate pairs of boxes that may suppress each other, by a banded sort-and-sweep.
+    """Candidate pairs of boxes that may suppress each other, by a (banded) sort-and-sweep.
 
-    Boxes are binned by ``y0`` into bands of height ``band`` and sorted by (group, band, x0). Box p
-    pairs with each box q of its own or an adjacent band (same group) with
-    ``x0[p] <= x0[q] <= reach[p]``, so the caller must guarantee that any two boxes that may
-    suppress each other satisfy ``|y0[p] - y0[q]| < band`` and, for the one with the smaller x0,
-    ``x0[q] <= reach[p]``. Every such pair is listed at least once (ties across bands twice).
+    Boxes are sorted by (group, x0); box p pairs with each later box q of its group with
+    ``x0[q] <= reach[p]``. Where that lists many pairs (dense boxes), boxes are also binned by
+    ``y0`` into bands of height ``band``, and p pairs only with boxes of its own or an adjacent
+    band. The caller must guarantee that any two boxes that may suppress each other satisfy
+    ``|y0[p] - y0[q]| < band`` and, for the one with the smaller x0, ``x0[q] <= reach[p]``.
+    Every such pair is listed at least once (ties across bands twice).
 
     Args:
         x0, y0, reach (Tensor[N] float64): finite where ``valid``.
@@ -255,39 +259,55 @@ def _sweep_pairs(
     device = x0.device
     n = x0.shape[0]
     zero = torch.zeros((), dtype=x0.dtype, device=device)
-    y0 = torch.where(valid, y0, zero)
     x0 = torch.where(valid, x0, zero)
-    ymin = float(y0[valid].min())
-    yspan = float(y0[valid].max()) - ymin
-    band = max(band, yspan / 65536.0)  # bounds the number of bands (key precision)
-    cell = torch.floor((y0 - ymin) / band).to(torch.int64) + 1  # 1 .. nbands; 0 and +1 pad
-    if groups is not None:
-        nbands = int(cell.max()) + 2
-        cell = cell + groups.to(torch.int64) * nbands
-    # Composite key cell * big + x0 with big a power of two above every x0 and reach: sorting by
-    # it sorts by (cell, x0), and rounding is monotone, so no range query can miss a pair.
-    extent = max(float(x0.abs().max()), float(torch.where(valid, reach, zero).abs().max()))
+    reach = torch.where(valid, reach, zero)
+    # Composite key cell * big + x0 with big a power of two above every |x0| and |reach|: sorting
+    # by it sorts by (cell, x0), and rounding is monotone, so no range query can miss a pair.
+    extent = float(torch.maximum(x0.abs().max(), reach.abs().max()))
     big = 2.0 ** math.ceil(math.log2(4.0 * extent + 4.0))
-    base = cell.to(torch.float64) * big
-    key = torch.where(valid, base + x0, math.inf)
-    skey, perm = torch.sort(key, stable=True)
-    pos = torch.empty_like(perm)
-    pos[perm] = torch.arange(n, device=device)
+    slack = reach - x0
 
-    starts, counts = [], []
-    for dc in (-1, 0, 1):
-        shifted = base + dc * big
-        hi = torch.searchsorted(skey, shifted + reach, right=True)
-        lo = pos + 1 if dc == 0 else torch.searchsorted(skey, shifted + x0)
-        starts.append(lo)
-        counts.append(torch.where(valid, (hi - lo).clamp_(min=0), 0))
-    owner = torch.arange(n, device=device).repeat(3)
-    start = torch.cat(starts)
-    count = torch.cat(counts)
-    cum = torch.cumsum(count, 0)
-    total = int(cum[-1])
+    def sort_cells(cell: torch.Tensor):
+        base = cell.to(torch.float64) * big
+        skey, perm = torch.sort(torch.where(valid, base + x0, math.inf), stable=True)
+        # Queries in sorted order: nearly sorted values make the binary searches cache-friendly.
+        s_base = base.index_select(0, perm)
+        s_x0 = x0.index_select(0, perm)
+        s_valid = valid.index_select(0, perm)
+        return skey, perm, s_base, s_x0, s_x0 + slack.index_select(0, perm), s_valid
+
+    pos = torch.arange(n, device=device)
+    cell = groups.to(torch.int64) if groups is not None else torch.zeros_like(pos)
+    # Pass 1: one cell per group. Enough unless boxes are dense (many pairs along x alone).
+    skey, perm, s_base, s_x0, s_reach, s_valid = sort_cells(cell)
+    hi = torch.searchsorted(skey, s_base + s_reach, right=True)
+    count = torch.where(s_valid, (hi - pos - 1).clamp_(min=0), 0)
+    start = pos + 1
+    owner = perm
+    total = int(count.sum())
+    if total > 16 * n + 4096:
+        # Pass 2: cells of (group, y0 band); query the own and the two adjacent bands.
+        y0 = torch.where(valid, y0, zero)
+        ymin = float(y0[valid].min())
+        band = max(band, (float(y0[valid].max()) - ymin) / 65536.0)  # bounds the band count
+        cell = torch.floor((y0 - ymin) / band).to(torch.int64) + 1  # 0 and nbands+1 pad
+        if groups is not None:
+            cell = cell + groups.to(torch.int64) * (int(cell.max()) + 2)
+        skey, perm, s_base, s_x0, s_reach, s_valid = sort_cells(cell)
+        starts, counts = [], []
+        for dc in (-1.0, 0.0, 1.0):
+            shifted = s_base + dc * big if dc else s_base
+            hi = torch.searchsorted(skey, shifted + s_reach, right=True)
+            lo = pos + 1 if dc == 0 else torch.searchsorted(skey, shifted + s_x0)
+            starts.append(lo)
+            counts.append(torch.where(s_valid, (hi - lo).clamp_(min=0), 0))
+        start, count = torch.cat(starts), torch.cat(counts)
+        owner = perm.repeat(3)
+        total = int(count.sum())
+
     if total > _MAX_SWEEP_PAIRS:
         return None
+    cum = torch.cumsum(count, 0)
 
     def chunks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         nq = count.shape[0]
@@ -356,16 +376,19 @@ def _nms_impl(
         x0, y0, x1, y1 = boxes.double().unbind(1)
         w, h = x1 - x0, y1 - y0
         valid = torch.isfinite(boxes).all(1) & (w > 0) & (h > 0)
-        if not bool(valid.any()):
+        # One synchronisation for the scalars: any valid box, largest height and |y0|.
+        stats = torch.stack(
+            [valid.any().double(), h.where(valid, 0).max(), y0.where(valid, 0).abs().max()]
+        )
+        any_valid, h_max, y_extent = stats.tolist()
+        if not any_valid:
             return order  # nothing can suppress anything
         # IoU > t implies an overlap > t * width (height) of either box, so along x0-sorted order a
         # partner lies within (1 - t) * width, and within (1 - t) * height along y0. The slack
         # covers the float rounding of the IoU.
         slack = 1.0 - t + 1e-5
         reach = x0 + slack * w + 1e-9 * x0.abs()
-        band = slack * float(torch.where(valid, h, 0).max()) * (1 + 1e-6) + 1e-9 * float(
-            torch.where(valid, y0.abs(), 0).max()
-        )
+        band = slack * h_max * (1 + 1e-6) + 1e-9 * y_extent + 1e-30
         pairs = _sweep_pairs(x0, y0, reach, band, valid, groups)
         if pairs is not None:
             coords = boxes.t().contiguous()
