@@ -28,7 +28,7 @@ __all__ = [k for k in globals() if not k.startswith("_")] + [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     # The shapes generator is imported on first use, so that
     # ``python -m torchdet.data.datasets.synthetic`` does not import itself twice.
     if name in ("generate_shapes_dataset", "register_shapes"):

@@ -161,6 +161,7 @@ def load_coco_json(
 
     img_ids = sorted(coco_api.imgs.keys())
     imgs = coco_api.loadImgs(img_ids)
+    logger.info(f"Loaded {len(imgs)} images in COCO format from {json_file}")
     anns = [coco_api.imgToAnns[img_id] for img_id in img_ids]
     total_num_valid_anns = sum(len(x) for x in anns)
     total_num_anns = len(coco_api.dataset.get("annotations", []))
