@@ -4,13 +4,14 @@ and 2 gloo processes), CycleBatchNormList, channel-first LayerNorm."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
@@ -156,48 +157,66 @@ def test_naive_sync_bn_world_size_one_is_batchnorm():
         NaiveSyncBatchNorm(4, stats_mode="M")
 
 
-def _sync_bn_worker(rank: int, world: int, init_file: str, mode: str, result_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        torch.manual_seed(0)
-        batch_sizes = (2, 2) if mode == "" else (1, 3)
-        data = torch.randn(sum(batch_sizes), 3, 4, 4) * 2 + 0.5
-        start = sum(batch_sizes[:rank])
-        x = data[start : start + batch_sizes[rank]].clone().requires_grad_(True)
-        bn = NaiveSyncBatchNorm(3, stats_mode=mode).train()
-        out = bn(x)
-        (out * torch.arange(out.numel()).reshape(out.shape)).sum().backward()
-        torch.save(
-            {"out": out.detach(), "grad": x.grad, "mean": bn.running_mean, "var": bn.running_var},
-            os.path.join(result_dir, f"{rank}.pt"),
-        )
-    finally:
-        dist.destroy_process_group()
+# Run in fresh interpreters (not fork: a parent that already ran autograd on several threads
+# cannot fork safely, and the test module is not importable by name from a spawned process).
+_WORKER = """
+import sys
+import torch
+import torch.distributed as dist
+from torchdet.layers import NaiveSyncBatchNorm
+
+rank, init_file, mode, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+torch.set_num_threads(1)
+dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank, world_size=2)
+torch.manual_seed(0)
+batch_sizes = (2, 2) if mode == "" else (1, 3)
+data = torch.randn(sum(batch_sizes), 3, 4, 4) * 2 + 0.5
+start = sum(batch_sizes[:rank])
+x = data[start : start + batch_sizes[rank]].clone().requires_grad_(True)
+bn = NaiveSyncBatchNorm(3, stats_mode=mode).train()
+y = bn(x)
+(y * torch.arange(y.numel()).reshape(y.shape)).sum().backward()
+torch.save({"out": y.detach(), "grad": x.grad, "mean": bn.running_mean, "var": bn.running_var}, out)
+dist.destroy_process_group()
+"""
 
 
 @pytest.mark.parametrize("mode", ["", "N"])
 def test_naive_sync_bn_two_gloo_processes_equal_full_batch_bn(mode):
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])
+    )
     with tempfile.TemporaryDirectory() as tmp:
         init_file = os.path.join(tmp, "init")
-        # fork: the test module is not importable by name from a spawned interpreter.
-        mp.start_processes(
-            _sync_bn_worker,
-            args=(2, init_file, mode, tmp),
-            nprocs=2,
-            join=True,
-            start_method="fork",
-        )
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _WORKER,
+                    str(r),
+                    init_file,
+                    mode,
+                    os.path.join(tmp, f"{r}.pt"),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for r in range(2)
+        ]
+        for p in procs:
+            output, _ = p.communicate(timeout=120)
+            assert p.returncode == 0, output.decode(errors="replace")
         parts = [torch.load(os.path.join(tmp, f"{r}.pt")) for r in range(2)]
     torch.manual_seed(0)
     batch_sizes = (2, 2) if mode == "" else (1, 3)
     data = (torch.randn(sum(batch_sizes), 3, 4, 4) * 2 + 0.5).requires_grad_(True)
     ref = nn.BatchNorm2d(3).train()
     out = ref(data)
-    weights = torch.cat([torch.arange(b * 3 * 16).reshape(b, 3, 4, 4) for b in batch_sizes]).to(
-        out.dtype
-    )
-    (out * weights).sum().backward()
+    weights = torch.cat([torch.arange(b * 3 * 16).reshape(b, 3, 4, 4) for b in batch_sizes])
+    (out * weights.to(out.dtype)).sum().backward()
     torch.testing.assert_close(
         torch.cat([p["out"] for p in parts]), out.detach(), atol=1e-5, rtol=1e-5
     )
