@@ -213,3 +213,39 @@ def test_iou_rotated_pairs_matches_matrix_diagonal():
     assert iou_rotated_pairs(torch.zeros(0, 5), torch.zeros(0, 5)).shape == (0,)
     with pytest.raises(ValueError, match="same length"):
         iou_rotated_pairs(b1, b2[:3])
+
+
+@pytest.mark.parametrize("far", [False, True])
+def test_grid_boxes_with_shared_and_nearly_parallel_edges(far):
+    # Integer centers and sizes with angles at multiples of 30/45/90 degrees (and 1e-7 degrees
+    # off them) make many shared, touching and nearly coincident edges: the cases where a
+    # kernel can count a shared edge twice or not at all.
+    rng = np.random.default_rng(7 if far else 5)
+    n = 36
+    angles = [0, 90, 180, -90, 45, -45, 30, 120, 270, 360, 1e-7, 89.9999999]
+    ang = rng.choice(angles, size=n)
+    centers = rng.integers(0, 6, size=(n, 2)).astype(float)
+    sizes = rng.integers(1, 5, size=(n, 2)).astype(float)
+    sizes[:3] = [[1e-3, 5.0], [100.0, 0.01], [0.5, 0.5]]
+    if far:
+        centers, sizes = centers * 1000 + 12345.0, sizes * 1000
+    boxes = torch.tensor(np.concatenate([centers, sizes, ang[:, None]], 1), dtype=torch.float64)
+    out = pairwise_iou_rotated(boxes, boxes)
+
+    def recentred(box, origin):
+        box = box.clone()
+        box[:2] -= origin
+        return box.numpy()
+
+    expected = torch.tensor(
+        [
+            [
+                _reference_iou(recentred(boxes[i], boxes[i, :2]), recentred(boxes[j], boxes[i, :2]))
+                for j in range(n)
+            ]
+            for i in range(n)
+        ],
+        dtype=torch.float64,
+    )
+    assert (expected > 0).float().mean() > 0.3
+    assert (out - expected).abs().max().item() <= 1e-6

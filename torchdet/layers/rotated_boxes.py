@@ -37,6 +37,8 @@ _MIN_AREA = 1e-14
 # Relative tolerance (w.r.t. the pair's coordinate scale) under which a corner is treated as
 # lying exactly on the other box's edge line; resolves shared and 90-degree-rotated edges.
 _REL_TOL = 1e-9
+# Relative angles within this many radians of a multiple of 90 degrees are snapped to it.
+_PARALLEL_TOL = 1e-7
 # Guards 0 / 0 in branch-free divisions; far below any snapped nonzero distance.
 _TINY = 1e-200
 
@@ -86,9 +88,11 @@ def _axis_aligned_hulls(frames: Tensor) -> Tensor:
 def _pair_iou(f1: Tensor, f2: Tensor) -> Tensor:
     """IoU of matched pairs of rotated boxes.
 
-    Both boxes of a pair are handled at once along a "side" dimension S = 2: side 0 clips the
-    edges of box 1 to box 2, side 1 the edges of box 2 to box 1. The pair dimension P is kept
-    innermost so every elementwise op runs over long contiguous rows.
+    Everything is expressed in box 1's frame (its width axis along x), so both directions of
+    the test below derive from the same few numbers: the center offset (pa, pb) and the
+    relative rotation (cos_r, sin_r). Both boxes of a pair are handled at once along a "side"
+    dimension S = 2: side 0 clips the edges of box 1 to box 2, side 1 the edges of box 2 to
+    box 1. The pair dimension P is innermost so every elementwise op runs over long rows.
 
     Args:
         f1, f2 (Tensor[6, P]): float64 frames (see :func:`_box_frames`, transposed); column i
@@ -97,36 +101,50 @@ def _pair_iou(f1: Tensor, f2: Tensor) -> Tensor:
     Returns:
         Tensor[P]: float64 IoU.
     """
-    box = torch.stack([f1, f2])  # (S, 6, P): the box whose edges are clipped
-    ref = box.flip(0)  # (S, 6, P): the box it is clipped to
-    c, s, hw, hh = box[:, 2], box[:, 3], box[:, 4], box[:, 5]  # (S, P)
-    cr, sr, hwr, hhr = ref[:, 2], ref[:, 3], ref[:, 4], ref[:, 5]
-    # Centers relative to the pair's midpoint, as in Detectron2, so the area terms do not
-    # cancel catastrophically for boxes far from the origin.
-    dx = (box[:, 0] - ref[:, 0]) * 0.5  # (S, P)
-    dy = (box[:, 1] - ref[:, 1]) * 0.5
+    c1, s1, hw1, hh1 = f1[2], f1[3], f1[4], f1[5]
+    c2, s2, hw2, hh2 = f2[2], f2[3], f2[4], f2[5]
+    dx, dy = f2[0] - f1[0], f2[1] - f1[1]
+    # Center of box 2 relative to box 1, along box 1's axes u1 = (c1, -s1), v1 = (s1, c1).
+    pa = c1 * dx - s1 * dy
+    pb = s1 * dx + c1 * dy
+    # Box 2's axes in box 1's frame: u2 = (cos_r, sin_r), v2 = (-sin_r, cos_r).
+    cos_r = c1 * c2 + s1 * s2
+    sin_r = s1 * c2 - c1 * s2
+    # Nearly parallel edges (relative angle within 1e-7 rad of a multiple of 90 degrees) are
+    # made exactly parallel: then a shared edge line is recognised on both sides alike, where
+    # rounding could otherwise count it twice or not at all. Moves corners by <= 1e-7 * size.
+    near_0 = sin_r.abs() <= _PARALLEL_TOL
+    near_90 = cos_r.abs() <= _PARALLEL_TOL
+    cos_r, sin_r = (
+        torch.where(near_0, cos_r.sign(), torch.where(near_90, 0.0, cos_r)),
+        torch.where(near_90, sin_r.sign(), torch.where(near_0, 0.0, sin_r)),
+    )
 
-    # Corner k of the box in the reference frame: a_k along u_ref, b_k along v_ref.
-    cos_d = c * cr + s * sr  # u . u_ref = v . v_ref
-    sin_d = s * cr - c * sr  # v . u_ref = -(u . v_ref)
-    a0 = 2 * (cr * dx - sr * dy)  # u_ref . (center - center_ref)
-    b0 = 2 * (sr * dx + cr * dy)  # v_ref . (center - center_ref)
-    su = f1.new_tensor(_CORNER_SU)[None, :, None]  # (1, 6, 1)
+    # Per side (S, P): center of the clipped box in the reference frame (a0, b0), and the
+    # rotation from the clipped box's frame to the reference frame (cos_d, sin_d).
+    a0 = torch.stack([-(cos_r * pa + sin_r * pb), pa])
+    b0 = torch.stack([sin_r * pa - cos_r * pb, pb])
+    cos_d = torch.stack([cos_r, cos_r])
+    sin_d = torch.stack([sin_r, -sin_r])
+    hw, hh = torch.stack([hw1, hw2]), torch.stack([hh1, hh2])
+    hwr, hhr = torch.stack([hw2, hw1])[:, None], torch.stack([hh2, hh1])[:, None]
+
+    # Corner k of the clipped box in the reference frame: (a_k, b_k), (S, 6, P).
+    su = f1.new_tensor(_CORNER_SU)[None, :, None]
     sv = f1.new_tensor(_CORNER_SV)[None, :, None]
-    a = a0[:, None] + su * (hw * cos_d)[:, None] + sv * (hh * sin_d)[:, None]  # (S, 6, P)
+    a = a0[:, None] + su * (hw * cos_d)[:, None] + sv * (hh * sin_d)[:, None]
     b = b0[:, None] - su * (hw * sin_d)[:, None] + sv * (hh * cos_d)[:, None]
-    hwr, hhr = hwr[:, None], hhr[:, None]
     # Signed distance of corner k outside each half-plane j of the reference box (<= 0:
     # inside), planes +u, -u, +v, -v: (S, 6 corners, 4 planes, P).
     f = torch.stack([a - hwr, -a - hwr, b - hhr, -b - hhr], dim=2)
-    # Snap corners lying on a reference edge line to exactly 0, so shared edges and edges of
-    # boxes rotated by 90 degrees are recognised despite rounding in cos/sin. Soft
-    # thresholding (shrink every |f| by tol) does this without data-dependent branches, which
-    # are slow on CPU; the geometry moves by a relative 1e-9.
+    # Snap corners lying on a reference edge line to exactly 0, so that shared edges are
+    # recognised despite rounding. Soft thresholding (shrink every |f| by tol) does this
+    # without data-dependent branches, which are slow on CPU; it moves the geometry by a
+    # relative 1e-9.
     scale = (
-        torch.maximum(f1[4].abs(), f1[5].abs())
-        + torch.maximum(f2[4].abs(), f2[5].abs())
-        + torch.maximum(dx[0].abs(), dy[0].abs()) * 2
+        torch.maximum(hw1.abs(), hh1.abs())
+        + torch.maximum(hw2.abs(), hh2.abs())
+        + torch.maximum(dx.abs(), dy.abs())
     )
     tol = scale * _REL_TOL
     f = f - f.clamp(min=-tol, max=tol)
@@ -144,18 +162,23 @@ def _pair_iou(f1: Tensor, f2: Tensor) -> Tensor:
     t_hi = 1.0 - out1 / (in0 + out1 + _TINY)
     # An edge of box 2 lying on an edge line of box 1 (both ends at distance 0) with box 2 on
     # the inner side (the opposite corner k + 2 inside) coincides with an edge of box 1 of
-    # the same orientation: drop it (t_lo += 2) so the shared boundary is counted once.
-    on_line = f[1, 0:4].abs() + f[1, 1:5].abs()
-    opposite_in = inside[1, 2:6]
-    coincident = (1.0 - on_line / (on_line + _TINY)) * (opposite_in / (opposite_in + _TINY))
-    t_lo[1] += 2.0 * coincident
+    # the same orientation: drop it (t_lo = 2) so the shared boundary is counted once.
+    on_line = f[1] == 0
+    coincident = on_line[0:4] & on_line[1:5] & (f[1, 2:6] < 0)
+    t_lo[1] = torch.where(coincident, 2.0, t_lo[1])
     span = (t_hi.amin(dim=2) - t_lo.amax(dim=2)).clamp_(min=0.0)  # (S, 4, P)
 
     # Green's theorem: an edge s + t * e clipped to [t0, t1] adds
-    # cross(s + t0 e, s + t1 e) = (t1 - t0) * cross(s, e). With s = offset + local corner,
+    # cross(s + t0 e, s + t1 e) = (t1 - t0) * cross(s, e). With s = center + local corner,
     # cross(local_k, e_k) = 2 * hw * hh for every edge, and e = 2hw u, 2hh v, -2hw u, -2hh v.
-    cross_u = 2 * hw * (-dx * s - dy * c)  # cross(offset, 2 hw u), (S, P)
-    cross_v = 2 * hh * (dx * c - dy * s)  # cross(offset, 2 hh v)
+    # Cross products are rotation invariant, so they are taken in box 1's frame, with the
+    # origin at the midpoint of the two centers (as Detectron2 does, against cancellation).
+    ox = torch.stack([-0.5 * pa, 0.5 * pa])  # (S, P)
+    oy = torch.stack([-0.5 * pb, 0.5 * pb])
+    ux = torch.stack([torch.ones_like(cos_r), cos_r])
+    uy = torch.stack([torch.zeros_like(sin_r), sin_r])
+    cross_u = 2 * hw * (ox * uy - oy * ux)  # cross(center, 2 hw u), u = (ux, uy)
+    cross_v = 2 * hh * (ox * ux + oy * uy)  # cross(center, 2 hh v), v = (-uy, ux)
     corner_term = 2 * hw * hh
     twice_inter = (
         (span[:, 0] - span[:, 2]) * cross_u
@@ -164,8 +187,8 @@ def _pair_iou(f1: Tensor, f2: Tensor) -> Tensor:
     ).sum(dim=0)
     inter = (twice_inter * 0.5).clamp_(min=0.0)
 
-    area1 = 4 * f1[4] * f1[5]
-    area2 = 4 * f2[4] * f2[5]
+    area1 = 4 * hw1 * hh1
+    area2 = 4 * hw2 * hh2
     union = area1 + area2 - inter
     degenerate = (area1 < _MIN_AREA) | (area2 < _MIN_AREA)
     iou = inter / union.masked_fill(degenerate, 1.0)
