@@ -108,7 +108,7 @@ def _shape_polygon(rng: np.random.Generator, category: int, size: float) -> np.n
         return 0.5 * size * np.stack([np.cos(t), np.sin(t)], axis=1)
     # isosceles triangle, apex up (y grows downwards), base tilted by at most 25 degrees
     height = 0.9 * size
-    base = height / rng.uniform(0.9, 1.5)
+    base = height * rng.uniform(1 / 1.5, 1 / 0.9)  # height / base in [0.9, 1.5]
     pts = np.array([[0.0, -height / 2], [-base / 2, height / 2], [base / 2, height / 2]])
     a = np.deg2rad(rng.uniform(-25, 25))
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
