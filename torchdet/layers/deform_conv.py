@@ -122,7 +122,12 @@ def _deformable_columns(
         align_corners=False,
     )  # (N * G, C / G, K * Ho, Wo)
     if mask is not None:
-        cols = cols.view(n, g, c // g, k, ho * wo) * mask.view(n, g, 1, k, ho * wo)
+        cols = cols.view(n, g, c // g, k, ho * wo)
+        mask = mask.view(n, g, 1, k, ho * wo)
+        if torch.is_grad_enabled() and (cols.requires_grad or mask.requires_grad):
+            cols = cols * mask
+        else:  # inference: modulate in place, saving a second column-sized buffer
+            cols.mul_(mask)
     return cols.reshape(n, c * k, ho * wo)
 
 

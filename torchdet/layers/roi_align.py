@@ -106,6 +106,15 @@ def channels_last_table(input: torch.Tensor, dtype: torch.dtype) -> torch.Tensor
     return input.to(dtype).permute(0, 2, 3, 1).contiguous().view(n * h * w, c)
 
 
+def true_divide(values: torch.Tensor, divisor: int) -> torch.Tensor:
+    """``values / divisor`` rounded like the reference kernels' float division on every device.
+
+    CUDA turns division by a Python scalar into multiplication by its reciprocal, which can be
+    one ulp off; ``ceil`` / ``floor`` of the result (sample counts, bin edges) then disagree.
+    """
+    return values / torch.full_like(values, divisor)
+
+
 def ragged_arange(lengths: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
     """For segments of the given lengths laid end to end: each element's segment and rank in it.
 
@@ -273,8 +282,8 @@ def roi_align(
     if not aligned:
         roi_w = roi_w.clamp(min=1.0)
         roi_h = roi_h.clamp(min=1.0)
-    bin_h = roi_h / oh
-    bin_w = roi_w / ow
+    bin_h = true_divide(roi_h, oh)
+    bin_w = true_divide(roi_w, ow)
     if sampling_ratio > 0:
         grid_h = torch.full_like(batch_index, sampling_ratio)
         grid_w = grid_h

@@ -26,6 +26,7 @@ from .roi_align import (
     compute_dtype,
     convert_rois,
     ragged_arange,
+    true_divide,
 )
 
 __all__ = ["ROIAlignRotated", "roi_align_rotated"]
@@ -79,8 +80,8 @@ def roi_align_rotated(
     # The reference computes the angle in double and its cosine in the input precision.
     theta = (boxes[:, 5].to(torch.float64) * (math.pi / 180.0)).to(dtype)
     cos_t, sin_t = torch.cos(theta), torch.sin(theta)
-    bin_h = roi_h / oh
-    bin_w = roi_w / ow
+    bin_h = true_divide(roi_h, oh)
+    bin_w = true_divide(roi_w, ow)
     if sampling_ratio > 0:
         grid_h = torch.full_like(batch_index, sampling_ratio)
         grid_w = grid_h

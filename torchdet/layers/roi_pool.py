@@ -4,8 +4,8 @@ Shape shorthand: N images, C channels, H x W feature map, K RoIs, P x Q output b
 
 Each bin is a max over a rectangle of whole pixels. All pixels of all bins are flattened into one
 list (no padding to the largest bin), gathered from the channels-last feature map and reduced
-with ``scatter_reduce(amax)`` into their bins; bins that cover no pixel stay 0. Autograd routes
-the gradient to the maximal pixel of each bin.
+per bin with ``segment_reduce(max)``; bins that cover no pixel give 0. Autograd routes the
+gradient to the maximal pixel of each bin.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .roi_align import (
     compute_dtype,
     convert_rois,
     ragged_arange,
+    true_divide,
 )
 
 __all__ = ["ROIPool", "roi_pool"]
@@ -43,7 +44,7 @@ def _bin_edges(
     Returns:
         begin, end (Tensor[K, bins] int64).
     """
-    bin_size = size.to(dtype)[:, None] / bins
+    bin_size = true_divide(size.to(dtype)[:, None], bins)
     p = torch.arange(bins, device=start.device, dtype=dtype)[None, :]
     begin = torch.floor(p * bin_size).to(torch.int64) + start[:, None]
     end = torch.ceil((p + 1) * bin_size).to(torch.int64) + start[:, None]
@@ -102,10 +103,9 @@ def roi_pool(
     y = row_begin[kk, p] + r
     x = col_begin[kk, q] + s
     values = channels_last_table(input, dtype)[(batch_index[kk] * h + y) * w + x]  # (total, C)
-    out = torch.zeros(k * oh * ow, c, dtype=dtype, device=input.device)
-    out = out.scatter_reduce(
-        0, bag[:, None].expand(total, c), values, reduce="amax", include_self=False
-    )
+    # Entries are grouped by bin, so a segmented max reduces them; empty bins come back as -inf.
+    out = torch.segment_reduce(values, "max", lengths=sizes, axis=0)
+    out = torch.where((sizes > 0)[:, None], out, torch.zeros_like(out))
     return out.view(k, oh, ow, c).permute(0, 3, 1, 2).to(input.dtype).contiguous()
 
 
