@@ -422,3 +422,15 @@ def test_convert_round_trip_shapes_val(shapes_dir: Path, tmp_path: Path, dataset
     assert [[x["bbox"] for x in d["annotations"]] for d in reloaded] == [
         [x["bbox"] for x in d["annotations"]] for d in original
     ]
+
+
+def test_load_from_fsspec_path() -> None:
+    fsspec = pytest.importorskip("fsspec")
+    url = "memory://torchdet_test_coco/ann.json"
+    with fsspec.open(url, "w") as f:
+        json.dump(_tiny_coco(), f)
+    try:
+        dicts = load_coco_json(url, "imgs")
+        assert [d["image_id"] for d in dicts] == [10, 20, 30]
+    finally:
+        fsspec.filesystem("memory").rm("/torchdet_test_coco", recursive=True)

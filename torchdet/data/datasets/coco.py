@@ -27,6 +27,7 @@ from pycocotools.coco import COCO
 
 from torchdet.data.catalog import DatasetCatalog, MetadataCatalog
 from torchdet.structures import BoxMode
+from torchdet.utils.file_io import PathManager
 
 __all__ = [
     "load_coco_json",
@@ -40,12 +41,13 @@ logger = logging.getLogger(__name__)
 
 
 def _read_json(json_file: str | os.PathLike) -> Any:
-    """Parse a json file; errors name the file."""
+    """Parse a json file (a local path, a URL or an fsspec path); errors name the file."""
     json_file = os.fspath(json_file)
-    if not os.path.isfile(json_file):
+    if "://" not in json_file and not os.path.isfile(json_file):
         raise FileNotFoundError(f"Annotation file '{json_file}' does not exist")
     try:
-        with open(json_file, encoding="utf-8") as f:
+        # PathManager also reads URLs and fsspec paths (s3://, gs://, ...)
+        with PathManager.open(json_file, "r", encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"Annotation file '{json_file}' is not valid json: {e}") from e
