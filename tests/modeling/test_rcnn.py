@@ -151,9 +151,18 @@ def test_proposal_network_training_step(parity_dir):
 def test_build_model_registry_errors():
     cfg = get_cfg()
     cfg.MODEL.META_ARCHITECTURE = "NoSuchArch"
+    cfg.MODEL.DEVICE = "cpu"
     with pytest.raises(KeyError, match="NoSuchArch"):
         build_model(cfg)
     assert "GeneralizedRCNN" in META_ARCH_REGISTRY and "ProposalNetwork" in META_ARCH_REGISTRY
+    cfg.MODEL.META_ARCHITECTURE = "ProposalNetwork"
+    cfg.MODEL.DEVICE = "tpu:x"
+    with pytest.raises(ValueError, match="MODEL.DEVICE"):
+        build_model(cfg)
+    if not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cuda"
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            build_model(cfg)
 
 
 def test_faster_rcnn_rpn_proposals_on_val_image(parity_dir, shapes_dir):

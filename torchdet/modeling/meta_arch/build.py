@@ -21,10 +21,15 @@ def build_model(cfg) -> nn.Module:
     The weights are freshly initialised; load a checkpoint with ``DetectionCheckpointer``.
     """
     meta_arch = cfg.MODEL.META_ARCHITECTURE
-    model = META_ARCH_REGISTRY.get(meta_arch)(cfg)
     try:
         device = torch.device(cfg.MODEL.DEVICE)
     except RuntimeError as e:
         raise ValueError(f"Invalid MODEL.DEVICE {cfg.MODEL.DEVICE!r}: {e}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available here; "
+            "set MODEL.DEVICE to 'cpu'"
+        )
+    model = META_ARCH_REGISTRY.get(meta_arch)(cfg)
     model.to(device)
     return model
