@@ -277,3 +277,45 @@ def test_register_shapes_on_shared_data(shapes_dir: Path) -> None:
             for n in catalog.list():
                 if n.startswith(prefix):
                     catalog.remove(n)
+
+
+def _split_stats(root: Path, n_images: int) -> dict[str, float]:
+    """Cheap statistics of a shapes split: object sizes, counts, image noise and colours."""
+    inst = _load(root / "instances.json")
+    images = inst["images"][:n_images]
+    ids = {im["id"] for im in images}
+    anns = [a for a in inst["annotations"] if a["image_id"] in ids]
+    stats: dict[str, float] = {"objects_per_image": len(anns) / len(images)}
+    for cat in (1, 2, 3):
+        stats[f"size_{cat}"] = float(
+            np.mean([max(a["bbox"][2:]) for a in anns if a["category_id"] == cat])
+        )
+    noise, corr, sky_g, ground_b = [], [], [], []
+    for im in images:
+        rgb = np.asarray(Image.open(root / "images" / im["file_name"]), dtype=np.float64)
+        sem = np.asarray(Image.open(root / "sem_seg" / (Path(im["file_name"]).stem + ".png")))
+        sky = sem == 3
+        inner = sky[1:-1, 1:-1] & sky[:-2, 1:-1] & sky[2:, 1:-1]
+        # vertical second difference removes the smooth background: 6 sigma^2 for white noise
+        d2 = (rgb[:-2, 1:-1] - 2 * rgb[1:-1, 1:-1] + rgb[2:, 1:-1])[inner]
+        noise.append(d2.std() / np.sqrt(6))
+        corr.append(np.corrcoef(d2.T)[0, 1])
+        sky_g.append(rgb[sky][:, 1].mean())
+        ground_b.append(rgb[sem == 4][:, 2].mean())
+    stats.update(
+        noise=np.mean(noise), corr=np.mean(corr), sky_g=np.mean(sky_g), ground_b=np.mean(ground_b)
+    )
+    return stats
+
+
+def test_statistics_match_reference(tmp_path: Path, shapes_dir: Path) -> None:
+    generate_shapes_dataset(tmp_path, 60, seed=0, split="val")
+    ours, ref = _split_stats(tmp_path / "val", 60), _split_stats(shapes_dir / "train", 100)
+    # tolerances are about 4 standard deviations of the sampling noise of the means
+    assert abs(ours["objects_per_image"] - ref["objects_per_image"]) < 0.6
+    for cat in (1, 2, 3):
+        assert abs(ours[f"size_{cat}"] - ref[f"size_{cat}"]) < 10, cat
+    assert abs(ours["noise"] - ref["noise"]) < 0.3
+    assert abs(ours["corr"] - ref["corr"]) < 0.01  # grey noise alone would give ~1.0
+    assert abs(ours["sky_g"] - ref["sky_g"]) < 12
+    assert abs(ours["ground_b"] - ref["ground_b"]) < 12
