@@ -434,3 +434,51 @@ def test_load_from_fsspec_path() -> None:
         assert [d["image_id"] for d in dicts] == [10, 20, 30]
     finally:
         fsspec.filesystem("memory").rm("/torchdet_test_coco", recursive=True)
+
+
+def test_convert_rle_and_rotated_boxes(tmp_path: Path, dataset_name: str) -> None:
+    yy, xx = np.mgrid[0:60, 0:50]
+    d = np.hypot(xx - 25, yy - 30)
+    donut = ((d > 8) & (d < 16)).astype(np.uint8)
+    ys, xs = np.nonzero(donut)
+    DatasetCatalog.register(
+        dataset_name,
+        lambda: [
+            {
+                "file_name": "t.jpg",
+                "image_id": 0,
+                "height": 60,
+                "width": 50,
+                "annotations": [
+                    {
+                        # numpy scalars, as produced from masks
+                        "bbox": [xs.min(), ys.min(), xs.max(), ys.max()],
+                        "bbox_mode": BoxMode.XYXY_ABS,
+                        "category_id": 0,
+                        "segmentation": mask_util.encode(np.asfortranarray(donut)),
+                    },
+                    {
+                        "bbox": [10, 10, 4, 6, 30],
+                        "bbox_mode": BoxMode.XYWHA_ABS,
+                        "category_id": 0,
+                    },
+                ],
+            }
+        ],
+    )
+    MetadataCatalog.get(dataset_name).thing_classes = ["donut"]
+    out = tmp_path / "donut.json"
+    convert_to_coco_json(dataset_name, out)
+    coco = json.loads(out.read_text())
+    rle_ann, rot_ann = coco["annotations"]
+    assert rle_ann["area"] == float(donut.sum())
+    assert rle_ann["bbox"] == [
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() - xs.min()),
+        float(ys.max() - ys.min()),
+    ]
+    assert rot_ann["bbox"] == [10.0, 10.0, 4.0, 6.0, 30.0] and rot_ann["area"] == 24.0
+    (loaded,) = load_coco_json(out, "")
+    assert np.array_equal(mask_util.decode(loaded["annotations"][0]["segmentation"]), donut)
+    assert loaded["annotations"][1]["bbox_mode"] == BoxMode.XYWHA_ABS

@@ -122,8 +122,9 @@ def load_coco_json(
 
     Returns:
         One dict per image (sorted by image id) with ``file_name``, ``height``, ``width``,
-        ``image_id`` and ``annotations``, each annotation with ``bbox`` (x, y, w, h in absolute
-        pixels), ``bbox_mode`` = ``BoxMode.XYWH_ABS``, ``category_id``, and if present
+        ``image_id`` and ``annotations``, each annotation with ``bbox`` and ``bbox_mode`` (x, y,
+        w, h in absolute pixels with ``BoxMode.XYWH_ABS``; 5-value boxes are rotated boxes cx,
+        cy, w, h, angle with ``BoxMode.XYWHA_ABS``), ``category_id``, and if present
         ``iscrowd``, ``segmentation`` (polygons ``list[list[float]]`` or a compressed RLE dict) and
         ``keypoints`` (flat x, y, v with +0.5 added to x and y, so that they become continuous
         coordinates).
@@ -197,8 +198,11 @@ def load_coco_json(
             obj = {key: anno[key] for key in ann_keys if key in anno}
             bbox = obj.get("bbox")
             if bbox is not None:
-                if len(bbox) != 4:
-                    raise ValueError(f"{where}: 'bbox' must have 4 values (x, y, w, h), got {bbox}")
+                if len(bbox) not in (4, 5):
+                    raise ValueError(
+                        f"{where}: 'bbox' must have 4 values (x, y, w, h) or 5 (cx, cy, w, h, "
+                        f"angle), got {bbox}"
+                    )
                 if bbox[2] < 0 or bbox[3] < 0:
                     raise ValueError(f"{where}: 'bbox' has a negative width or height: {bbox}")
             if "category_id" not in obj:
@@ -237,7 +241,9 @@ def load_coco_json(
                 # pixel centres in the continuous coordinates used by boxes and polygons.
                 obj["keypoints"] = [v + 0.5 if i % 3 != 2 else v for i, v in enumerate(keypts)]
 
-            obj["bbox_mode"] = BoxMode.XYWH_ABS
+            # 5 values: a rotated box, as written by convert_to_coco_dict for rotated datasets
+            rotated = bbox is not None and len(bbox) == 5
+            obj["bbox_mode"] = BoxMode.XYWHA_ABS if rotated else BoxMode.XYWH_ABS
             if id_map:
                 obj["category_id"] = id_map[obj["category_id"]]
             objs.append(obj)
