@@ -3,9 +3,9 @@
 Shape shorthand: N images, C channels, H x W feature map, K RoIs, P x Q output bins.
 
 Each bin is a max over a rectangle of whole pixels. All pixels of all bins are flattened into one
-list (no padding to the largest bin), gathered from the channels-last feature map and reduced
-per bin with ``segment_reduce(max)``; bins that cover no pixel give 0. Autograd routes the
-gradient to the maximal pixel of each bin.
+list (no padding to the largest bin) and reduced per bin by one ``embedding_bag(mode="max")``
+over the channels-last feature map; bins that cover no pixel give 0. Autograd routes the gradient
+to the maximal pixel of each bin.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .roi_align import (
@@ -102,10 +103,11 @@ def roi_pool(
     p, q = (bag // ow) % oh, bag % ow
     y = row_begin[kk, p] + r
     x = col_begin[kk, q] + s
-    values = channels_last_table(input, dtype)[(batch_index[kk] * h + y) * w + x]  # (total, C)
-    # Entries are grouped by bin, so a segmented max reduces them; empty bins come back as -inf.
-    out = torch.segment_reduce(values, "max", lengths=sizes, axis=0)
-    out = torch.where((sizes > 0)[:, None], out, torch.zeros_like(out))
+    indices = (batch_index[kk] * h + y) * w + x
+    offsets = torch.cumsum(sizes, 0) - sizes
+    # A fused gather + max per bin: the (pixels x C) values are never materialised. Empty bins
+    # come back as 0.
+    out = F.embedding_bag(indices, channels_last_table(input, dtype), offsets, mode="max")
     return out.view(k, oh, ow, c).permute(0, 3, 1, 2).to(input.dtype).contiguous()
 
 
