@@ -131,7 +131,6 @@ def test_matches_polygon_clipping_oracle():
         dtype=torch.float64,
     )
     assert (expected.diagonal() > 0).sum() > n // 2
-    # soft snapping of near-zero distances moves the geometry by a relative 1e-9
     assert (out - expected).abs().max().item() <= 1e-8
 
 
@@ -249,3 +248,23 @@ def test_grid_boxes_with_shared_and_nearly_parallel_edges(far):
     )
     assert (expected > 0).float().mean() > 0.3
     assert (out - expected).abs().max().item() <= 1e-6
+
+
+def test_thin_boxes_at_tiny_relative_angles():
+    # Long thin boxes crossing at tiny angles: their long edges nearly coincide, and their short
+    # edges sit next to each other's lines. Any tolerance applied to such nearly (but not)
+    # parallel edges misplaces a clipping point by up to an edge length, which a kernel
+    # summing edge contributions amplifies by the box length (IoU > 1 was seen).
+    base = torch.tensor([-11.44, 6.05, 88.95, 0.0132, -122.26], dtype=torch.float64)
+    deltas = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 180 + 1e-3, -1e-4, 90.0 + 1e-4]
+    b1 = base.repeat(len(deltas), 1)
+    b2 = b1.clone()
+    b2[:, 4] += torch.tensor(deltas, dtype=torch.float64)
+    b2[-1, 2:4] = b2[-1, 2:4].flip(0)  # the 90-degree one describes the box with swapped sides
+    out = iou_rotated_pairs(b1, b2)
+    expected = torch.tensor(
+        [_reference_iou(b1[i].numpy(), b2[i].numpy()) for i in range(len(deltas))],
+        dtype=torch.float64,
+    )
+    assert (out <= 1).all()
+    assert (out - expected).abs().max().item() <= 1e-5
