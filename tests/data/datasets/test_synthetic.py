@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from torchdet.data.catalog import DatasetCatalog, MetadataCatalog
+from torchdet.data.datasets.coco import register_coco_instances
 from torchdet.data.datasets.synthetic import generate_shapes_dataset, main, register_shapes
 
 N = 12
@@ -267,7 +268,11 @@ def test_register_shapes_loads_like_reference(generated: Path) -> None:
 def test_register_shapes_on_shared_data(shapes_dir: Path) -> None:
     prefix = "_test_synth_shared"
     try:
+        # a dataset registered by hand as the reference did, with Path objects: kept as is
+        val = shapes_dir / "val"
+        register_coco_instances(f"{prefix}_val", {}, val / "instances.json", val / "images")
         register_shapes(shapes_dir, name_prefix=prefix)
+        assert len(DatasetCatalog.get(f"{prefix}_val")) == 60
         raw = _load(shapes_dir / "train" / "keypoints.json")
         kpt = DatasetCatalog.get(f"{prefix}_kpt_train")
         assert sum(len(d["annotations"]) for d in kpt) == len(raw["annotations"])

@@ -377,11 +377,16 @@ def generate_shapes_dataset(
     return out
 
 
-def _same_registration(name: str, **expected: Any) -> bool:
+def _same_registration(name: str, **expected: str) -> bool:
+    """Whether ``name`` is registered already with these paths (False: not registered)."""
     if name not in DatasetCatalog.list():
         return False
     meta = MetadataCatalog.get(name)
-    if all(meta.get(k) == v for k, v in expected.items()):
+
+    def same(a: Any, b: str) -> bool:
+        return isinstance(a, (str, os.PathLike)) and os.path.normpath(a) == os.path.normpath(b)
+
+    if all(same(meta.get(k), v) for k, v in expected.items()):
         return True
     raise ValueError(
         f"register_shapes: dataset '{name}' is already registered with different paths "
