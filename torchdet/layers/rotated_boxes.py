@@ -43,7 +43,7 @@ _REL_TOL = 1e-12
 # Relative angles within this many radians of a multiple of 90 degrees are snapped to it
 # (balances the geometric change, ~1e-8 * size, against ill-conditioned crossings).
 _PARALLEL_TOL = 1e-8
-# Guards 0 / 0 in branch-free divisions; far below any snapped nonzero distance.
+# Guards 0 / 0 in branch-free divisions; far below any nonzero distance of real boxes.
 _TINY = 1e-200
 
 # Corner signs along the box's local (u, v) axes, counter-clockwise, with the first two corners
@@ -160,7 +160,7 @@ def _pair_iou(f1: Tensor, f2: Tensor) -> Tensor:
     # inside for t in [max_j t_lo, min_j t_hi]. Where the start is outside and the end inside
     # plane j, t_lo is the crossing f0 / (f0 - f1); where the end is outside and the start
     # inside, so is t_hi. An edge with both ends outside gets t_lo = 1 and t_hi = 0: empty.
-    # Nonzero distances exceed tol, so the tiny guard only turns 0 / 0 into 0.
+    # Distances are 0 or far above _TINY, so the guard only turns 0 / 0 into 0.
     out0, out1 = out[:, 0:4], out[:, 1:5]
     in0, in1 = inside[:, 0:4], inside[:, 1:5]
     t_lo = out0 / (out0 + in1 + _TINY)
