@@ -278,6 +278,10 @@ def build_batch_data_loader(
     # memory needs the tensors themselves, so it keeps torch's transport.
     pack = num_workers > 0 and not pin_memory
     if aspect_ratio_grouping:
+        if num_workers > 0 and prefetch_factor is None:
+            # This loader moves single items: prefetch as many as a batched loader's default
+            # (2 batches per worker) would, so a briefly descheduled worker does not stall it.
+            loader_kwargs["prefetch_factor"] = 2 * batch_size
         loader = torchdata.DataLoader(
             dataset,
             batch_size=None,
