@@ -205,7 +205,8 @@ def pairwise_iou_rotated(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
     Exact for rectangles (up to floating-point rounding); computed in float64 and returned
     in the input dtype. Pairs whose axis-aligned hulls do not overlap are skipped, so sparse
-    overlap (the usual case in NMS) costs little beyond an ``N x M`` comparison.
+    overlap (the usual case in NMS) costs little beyond an ``N x M`` comparison. Like
+    Detectron2's kernel, the result carries no gradient.
 
     Args:
         boxes1 (Tensor[N, 5]): cx, cy, w, h, angle in degrees (counter-clockwise).
