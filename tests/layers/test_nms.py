@@ -255,6 +255,22 @@ def test_nms_long_suppression_chain():
     assert torch.equal(out, _ref_nms(boxes, scores, 0.85))
 
 
+@pytest.mark.parametrize("rounds", [0, 1, 3])
+def test_nms_blockwise_resolution_after_few_rounds(rounds, monkeypatch):
+    # Whatever the relaxation leaves undecided is finished block by block in score order.
+    monkeypatch.setattr(nms_module, "_RELAX_ROUNDS", rounds)
+    monkeypatch.setattr(nms_module, "_SEQ_BLOCK", 7)
+    g = torch.Generator().manual_seed(20 + rounds)
+    boxes = _clustered_boxes(300, g)
+    scores = torch.rand(300, generator=g)
+    for t in (0.3, 0.6, 0.8):
+        assert torch.equal(nms(boxes, scores, t), _ref_nms(boxes, scores, t))
+    rboxes = _random_rotated(150, g, clustered=True)
+    assert torch.equal(
+        nms_rotated(rboxes, scores[:150], 0.5), _ref_nms_rotated(rboxes, scores[:150], 0.5)
+    )
+
+
 def test_nms_small_chunks(monkeypatch):
     # Candidate pairs evaluated over many chunks give the same result.
     monkeypatch.setattr(nms_module, "_PAIR_CHUNK", 64)

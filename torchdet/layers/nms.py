@@ -34,6 +34,10 @@ _PAIR_CHUNK = 1 << 16
 _MAX_SWEEP_PAIRS = 1 << 25
 # Rows of the sorted boxes resolved together by the blocked dense greedy.
 _DENSE_BLOCK = 256
+# Relaxation rounds on the suppression graph before the rest is resolved block by block, and the
+# block size then.
+_RELAX_ROUNDS = 24
+_SEQ_BLOCK = 64
 # torchvision's batched_nms switches from the coordinate trick to a loop over classes above this
 # many box coordinates (CPU / other devices); both give slightly different float results, so we
 # follow the same rule.
@@ -120,6 +124,11 @@ def _sort_scores(scores: torch.Tensor, stable: bool) -> torch.Tensor:
 def _greedy_from_edges(n: int, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     """Greedy NMS on a suppression graph given in score ranks.
 
+    Rounds of vectorised relaxation decide every box whose higher-scored neighbours are all
+    decided; a few rounds settle typical inputs. Long suppression chains (each decision depending
+    on the previous one) would need one round per link, so after ``_RELAX_ROUNDS`` rounds the
+    undecided rest is finished block by block in score order.
+
     Args:
         n: number of boxes, ranked 0 (best) .. n-1.
         src, dst (Tensor[E] int64): an edge means "rank src suppresses rank dst if src is kept";
@@ -132,34 +141,78 @@ def _greedy_from_edges(n: int, src: torch.Tensor, dst: torch.Tensor) -> torch.Te
     undecided, kept, suppressed = 0, 1, 2
     state = torch.zeros(n, dtype=torch.int8, device=device)
     state[torch.bincount(dst, minlength=n) == 0] = kept
-    while True:
+    for _ in range(_RELAX_ROUNDS):
         # Boxes with a kept higher-scored neighbour are suppressed.
         state[dst[state[src] == kept]] = suppressed
-        # Edges from suppressed boxes never matter; edges into decided boxes no longer do.
+        # Edges from suppressed boxes never matter; edges into decided boxes no longer do. What
+        # is left only links undecided boxes.
         live = (state[src] != suppressed) & (state[dst] == undecided)
         src, dst = src[live], dst[live]
         if src.numel() == 0:
-            state[state == undecided] = kept
             break
         # Undecided boxes whose every higher-scored neighbour was suppressed are kept.
         free = (state == undecided) & (torch.bincount(dst, minlength=n) == 0)
         state[free] = kept
+    else:
+        state[dst[state[src] == kept]] = suppressed
+        live = (state[src] != suppressed) & (state[dst] == undecided)
+        src, dst = src[live], dst[live]
+        if src.numel() > 0:
+            rest = torch.nonzero(state == undecided)[:, 0]
+            rest_kept = _greedy_sequential_blocks(n, rest, src, dst)
+            state[rest] = torch.where(rest_kept, kept, suppressed).to(torch.int8)
+    state[state == undecided] = kept
     return state == kept
 
 
-def _greedy_within_block(sup: torch.Tensor) -> torch.Tensor:
-    """Greedy NMS inside a small block: ``sup (Tensor[k, k] bool)``, strictly upper triangular,
-    ``sup[i, j]`` = i suppresses j when kept. Returns Tensor[k] bool of kept boxes.
+def _greedy_sequential_blocks(
+    n: int, nodes: torch.Tensor, src: torch.Tensor, dst: torch.Tensor
+) -> torch.Tensor:
+    """Greedy NMS restricted to ``nodes`` (sorted ranks) and edges among them, resolved in
+    blocks of ``_SEQ_BLOCK`` consecutive nodes: earlier blocks are final when a block starts."""
+    m = nodes.shape[0]
+    device = nodes.device
+    local = torch.full((n,), -1, dtype=torch.int64, device=device)
+    local[nodes] = torch.arange(m, device=device)
+    ls, ld = local[src], local[dst]
+    ld, by_dst = torch.sort(ld, stable=True)
+    ls = ls[by_dst]
+    starts = torch.arange(0, m + _SEQ_BLOCK, _SEQ_BLOCK, device=device).clamp_(max=m)
+    bounds = torch.searchsorted(ld, starts).tolist()
+    keep = torch.zeros(m, dtype=torch.bool, device=device)
+    for k, b0 in enumerate(range(0, m, _SEQ_BLOCK)):
+        b1 = min(m, b0 + _SEQ_BLOCK)
+        s_blk, d_blk = ls[bounds[k] : bounds[k + 1]] - b0, ld[bounds[k] : bounds[k + 1]] - b0
+        inside = s_blk >= 0
+        alive = torch.ones(b1 - b0, dtype=torch.bool, device=device)
+        # Suppressed by a kept box of an earlier block.
+        outside = ~inside
+        alive[d_blk[outside][keep[s_blk[outside] + b0]]] = False
+        sup = torch.zeros(b1 - b0, b1 - b0, dtype=torch.bool, device=device)
+        sup[s_blk[inside], d_blk[inside]] = True
+        keep[b0:b1] = _greedy_within_block(sup, alive)
+    return keep
 
-    Jacobi iteration of ``keep_j = not any_i(sup[i, j] and keep_i)``: after r rounds every box
-    whose chain of possible suppressors is shorter than r is final, so it reaches greedy's answer.
+
+def _greedy_within_block(sup: torch.Tensor, alive: torch.Tensor | None = None) -> torch.Tensor:
+    """Greedy NMS inside a small block: ``sup (Tensor[k, k] bool)``, strictly upper triangular,
+    ``sup[i, j]`` = i suppresses j when kept; ``alive (Tensor[k] bool)`` marks boxes not already
+    suppressed from outside. Returns Tensor[k] bool of kept boxes.
+
+    Jacobi iteration of ``keep_j = alive_j and not any_i(sup[i, j] and keep_i)``: after r rounds
+    every box whose chain of possible suppressors is shorter than r is final, so it reaches
+    greedy's answer.
     """
     keep = torch.ones(sup.shape[0], dtype=torch.bool, device=sup.device)
+    if alive is not None:
+        keep &= alive
     if not bool(sup.any()):
         return keep
     supf = sup.to(torch.float32)
     for _ in range(sup.shape[0] + 1):
         new_keep = (keep.to(torch.float32) @ supf) == 0
+        if alive is not None:
+            new_keep &= alive
         if torch.equal(new_keep, keep):
             break
         keep = new_keep
