@@ -15,6 +15,7 @@ from torch import nn
 
 from torchdet.layers import Conv2d, ShapeSpec, get_norm
 
+from ..conv_fusion import conv_forward
 from ..weight_init import c2_xavier_fill
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
@@ -146,16 +147,18 @@ class FPN(Backbone):
         """
         bottom_up_features = self.bottom_up(x)
         results = []
-        prev_features = self.lateral_convs[0](bottom_up_features[self.in_features[-1]])
-        results.append(self.output_convs[0](prev_features))
+        prev_features = conv_forward(
+            self.lateral_convs[0], bottom_up_features[self.in_features[-1]]
+        )
+        results.append(conv_forward(self.output_convs[0], prev_features))
         for idx in range(1, len(self.lateral_convs)):
             features = bottom_up_features[self.in_features[-idx - 1]]
             top_down_features = F.interpolate(prev_features, scale_factor=2.0, mode="nearest")
-            prev_features = self.lateral_convs[idx](features)
+            prev_features = conv_forward(self.lateral_convs[idx], features)
             prev_features += top_down_features
             if self._fuse_type == "avg":
                 prev_features /= 2
-            results.insert(0, self.output_convs[idx](prev_features))
+            results.insert(0, conv_forward(self.output_convs[idx], prev_features))
 
         if self.top_block is not None:
             if self.top_block.in_feature in bottom_up_features:
@@ -205,8 +208,8 @@ class LastLevelP6P7(nn.Module):
             c2_xavier_fill(module)
 
     def forward(self, c5: torch.Tensor) -> list[torch.Tensor]:
-        p6 = self.p6(c5)
-        p7 = self.p7(F.relu(p6))
+        p6 = conv_forward(self.p6, c5)
+        p7 = conv_forward(self.p7, F.relu(p6))
         return [p6, p7]
 
 

@@ -3,9 +3,8 @@
 Module names follow Detectron2 so its checkpoints load unchanged: ``stem.conv1``,
 ``res2.0.conv1``, ``res2.0.conv1.norm``, ``res2.0.shortcut``...
 
-A convolution followed by a ``FrozenBatchNorm2d`` runs as one convolution whose weight and bias
-have the affine normalisation folded in (the same function up to float rounding, gradients
-included), which saves a full pass over every feature map.
+On CPU the network runs in channels-last layout, and a ``FrozenBatchNorm2d`` after a conv is
+folded into it (``conv_fusion.conv_forward``): the same function, up to float rounding.
 """
 
 from __future__ import annotations
@@ -21,12 +20,12 @@ from torchdet.layers import (
     CNNBlockBase,
     Conv2d,
     DeformConv,
-    FrozenBatchNorm2d,
     ModulatedDeformConv,
     ShapeSpec,
     get_norm,
 )
 
+from ..conv_fusion import conv_forward
 from ..weight_init import c2_msra_fill
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY
@@ -51,31 +50,6 @@ _NUM_BLOCKS_PER_STAGE = {
     101: [3, 4, 23, 3],
     152: [3, 8, 36, 3],
 }
-
-
-def _folded_weight_bias(conv: Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of ``conv`` with its ``FrozenBatchNorm2d`` folded in."""
-    norm = conv.norm
-    scale = norm.weight * (norm.running_var + norm.eps).rsqrt()  # (C_out,)
-    bias = norm.bias - norm.running_mean * scale
-    if conv.bias is not None:
-        bias = bias + conv.bias * scale
-    return conv.weight * scale.reshape(-1, 1, 1, 1), bias
-
-
-def _conv_norm(conv: Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """``conv(x)`` (conv, then norm, then activation), folding a FrozenBatchNorm2d into the conv.
-
-    The folded weight is recomputed on every call (a pass over the weights, negligible next to
-    the convolution) so that it always reflects the current parameters and buffers.
-    """
-    if not isinstance(conv.norm, FrozenBatchNorm2d):
-        return conv(x)
-    weight, bias = _folded_weight_bias(conv)
-    x = conv._conv_forward(x, weight.to(x.dtype), bias.to(x.dtype))
-    if conv.activation is not None:
-        x = conv.activation(x)
-    return x
 
 
 class BasicBlock(CNNBlockBase):
@@ -123,9 +97,9 @@ class BasicBlock(CNNBlockBase):
                 c2_msra_fill(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu_(_conv_norm(self.conv1, x))
-        out = _conv_norm(self.conv2, out)
-        shortcut = x if self.shortcut is None else _conv_norm(self.shortcut, x)
+        out = F.relu_(conv_forward(self.conv1, x))
+        out = conv_forward(self.conv2, out)
+        shortcut = x if self.shortcut is None else conv_forward(self.shortcut, x)
         out += shortcut
         return F.relu_(out)
 
@@ -198,10 +172,10 @@ class BottleneckBlock(CNNBlockBase):
                 c2_msra_fill(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu_(_conv_norm(self.conv1, x))
-        out = F.relu_(_conv_norm(self.conv2, out))
-        out = _conv_norm(self.conv3, out)
-        shortcut = x if self.shortcut is None else _conv_norm(self.shortcut, x)
+        out = F.relu_(conv_forward(self.conv1, x))
+        out = F.relu_(conv_forward(self.conv2, out))
+        out = conv_forward(self.conv3, out)
+        shortcut = x if self.shortcut is None else conv_forward(self.shortcut, x)
         out += shortcut
         return F.relu_(out)
 
@@ -291,7 +265,7 @@ class DeformBottleneckBlock(CNNBlockBase):
         nn.init.constant_(self.conv2_offset.bias, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu_(_conv_norm(self.conv1, x))
+        out = F.relu_(conv_forward(self.conv1, x))
         if self.deform_modulated:
             offset_mask = self.conv2_offset(out)  # (N, 27 * G, H, W)
             offset_x, offset_y, mask = torch.chunk(offset_mask, 3, dim=1)
@@ -300,8 +274,8 @@ class DeformBottleneckBlock(CNNBlockBase):
         else:
             out = self.conv2(out, self.conv2_offset(out))
         out = F.relu_(out)
-        out = _conv_norm(self.conv3, out)
-        shortcut = x if self.shortcut is None else _conv_norm(self.shortcut, x)
+        out = conv_forward(self.conv3, out)
+        shortcut = x if self.shortcut is None else conv_forward(self.shortcut, x)
         out += shortcut
         return F.relu_(out)
 
@@ -324,7 +298,7 @@ class BasicStem(CNNBlockBase):
         c2_msra_fill(self.conv1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu_(_conv_norm(self.conv1, x))
+        x = F.relu_(conv_forward(self.conv1, x))
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
@@ -424,6 +398,10 @@ class ResNet(Backbone):
         """
         if x.dim() != 4:
             raise ValueError(f"ResNet takes an input of shape (N, C, H, W), got {tuple(x.shape)}")
+        if x.device.type == "cpu":
+            # oneDNN's CPU convolutions are much faster on channels-last (NHWC) tensors; every
+            # later conv, ReLU, addition and pooling keeps that layout, down to the heads.
+            x = x.contiguous(memory_format=torch.channels_last)
         outputs = {}
         x = self.stem(x)
         if "stem" in self._out_features:

@@ -15,6 +15,7 @@ from torchdet.utils.registry import Registry
 
 from ..anchor_generator import build_anchor_generator
 from ..box_regression import Box2BoxTransform, _dense_box_regression_loss
+from ..conv_fusion import conv_forward
 from ..matcher import Matcher
 from ..sampling import subsample_labels
 from .build import PROPOSAL_GENERATOR_REGISTRY
@@ -148,10 +149,13 @@ class StandardRPNHead(nn.Module):
         """
         pred_objectness_logits = []
         pred_anchor_deltas = []
+        convs = [self.conv] if isinstance(self.conv, Conv2d) else list(self.conv)
         for x in features:
-            t = self.conv(x)
-            pred_objectness_logits.append(self.objectness_logits(t))
-            pred_anchor_deltas.append(self.anchor_deltas(t))
+            t = x
+            for conv in convs:
+                t = conv_forward(conv, t)
+            pred_objectness_logits.append(conv_forward(self.objectness_logits, t))
+            pred_anchor_deltas.append(conv_forward(self.anchor_deltas, t))
         return pred_objectness_logits, pred_anchor_deltas
 
 
