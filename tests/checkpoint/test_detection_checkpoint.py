@@ -349,7 +349,7 @@ def test_parity_checkpoints_load_without_missing_or_unexpected_keys(parity_dir, 
     cfg.MODEL.DEVICE = "cpu"
     try:
         model = build_model(cfg)
-    except ModuleNotFoundError as e:
+    except ImportError as e:  # a torchdet module that is not (fully) written yet
         if not (e.name or "").startswith("torchdet."):
             raise
         pytest.skip(f"{name}: a torchdet module is not written yet: {e}")
