@@ -344,7 +344,7 @@ def _sweep_pairs(
     start = pos + 1
     owner = pos
     total = int(count.sum())
-    if total > 16 * n + 4096:
+    if total > 32 * n + 8192:
         # Pass 2: cells of (group, y0 band); query the own and the two adjacent bands.
         y0 = torch.where(valid, y0, zero)
         ymin = float(y0[valid].min())
