@@ -305,3 +305,15 @@ def test_keypoint_follows_drawn_blob(tfm):
     centroid = np.array([(out * (xs + 0.5)).sum(), (out * (ys + 0.5)).sum()]) / out.sum()
     kp = tfm.apply_coords(np.array([[12.0, 22.0]]))[0]
     np.testing.assert_allclose(centroid, kp, atol=0.1)
+
+
+def test_resize_integer_segmentation_matches_torch_nearest():
+    import torch
+    import torch.nn.functional as F
+
+    seg = np.random.RandomState(0).randint(0, 1000, (7, 9)).astype(np.int32)
+    for new_hw in [(14, 18), (5, 4), (7, 13)]:
+        out = T.ResizeTransform(7, 9, *new_hw).apply_segmentation(seg)
+        ref = F.interpolate(torch.from_numpy(seg.astype(np.float64))[None, None], new_hw)[0, 0]
+        assert out.dtype == np.int32
+        np.testing.assert_array_equal(out, ref.numpy().astype(np.int32))

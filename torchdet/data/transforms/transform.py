@@ -143,6 +143,16 @@ class ResizeTransform(Transform):
         if method not in _PIL_TO_TORCH_MODE:
             raise ValueError(f"ResizeTransform cannot resize a {img.dtype} image with {method}")
         mode = _PIL_TO_TORCH_MODE[method]
+        if mode == "nearest" and not np.issubdtype(img.dtype, np.floating):
+            # F.interpolate has no integer kernels: pick source pixels by index, with its rule
+            # (source index = floor(output index * in / out)).
+            rows = np.minimum(
+                (np.arange(self.new_h) * (self.h / self.new_h)).astype(int), self.h - 1
+            )
+            cols = np.minimum(
+                (np.arange(self.new_w) * (self.w / self.new_w)).astype(int), self.w - 1
+            )
+            return img[rows[:, None], cols[None, :]]
         t = torch.from_numpy(np.ascontiguousarray(img))
         shape = list(t.shape)
         shape_4d = shape[:2] + [1] * (4 - len(shape)) + shape[2:]
