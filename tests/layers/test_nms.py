@@ -233,6 +233,26 @@ def test_nms_matches_greedy_loop(t, kind):
     assert torch.equal(nms(boxes, scores, t), _ref_nms(boxes, scores, t))
 
 
+@pytest.mark.parametrize("t", [0.0, 0.5, 0.9])
+def test_nms_banded_sweep_matches_greedy_loop(t, monkeypatch):
+    # Force the sweep's second pass (bands along y), also for batched NMS's per-class mode.
+    monkeypatch.setattr(nms_module, "_BAND_PAIRS_PER_BOX", -1000)
+    g = torch.Generator().manual_seed(31)
+    for boxes in (_random_boxes(400, g), _clustered_boxes(400, g)):
+        scores = torch.rand(400, generator=g)
+        assert torch.equal(nms(boxes, scores, t), _ref_nms(boxes, scores, t))
+    boxes = _clustered_boxes(1100, g)
+    scores = torch.rand(1100, generator=g)
+    idxs = torch.randint(0, 3, (1100,), generator=g)
+    expected = _ref_batched(_ref_nms, boxes, scores, idxs, t)
+    assert torch.equal(batched_nms(boxes, scores, idxs, t), expected)
+    rboxes = _random_rotated(200, g, clustered=True)
+    assert torch.equal(
+        nms_rotated(rboxes, scores[:200], max(t, 0.1)),
+        _ref_nms_rotated(rboxes, scores[:200], max(t, 0.1)),
+    )
+
+
 @pytest.mark.parametrize("t", [0.3, 0.7])
 def test_nms_dense_path_matches_greedy_loop(t, monkeypatch):
     monkeypatch.setattr(nms_module, "_MAX_SWEEP_PAIRS", -1)

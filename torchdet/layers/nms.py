@@ -32,6 +32,9 @@ _PAIR_CHUNK = 1 << 16
 # Above this many candidate pairs in total, boxes overlap heavily, so few survive: the blocked
 # dense greedy (cost ~ kept * N) is then cheaper than listing the pairs.
 _MAX_SWEEP_PAIRS = 1 << 25
+# The sweep bins boxes into bands along y as well when sweeping along x alone lists more than
+# this many candidate pairs per box.
+_BAND_PAIRS_PER_BOX = 32
 # Rows of the sorted boxes resolved together by the blocked dense greedy.
 _DENSE_BLOCK = 256
 # Relaxation rounds on the suppression graph before the rest is resolved block by block, and the
@@ -344,7 +347,7 @@ def _sweep_pairs(
     start = pos + 1
     owner = pos
     total = int(count.sum())
-    if total > 32 * n + 8192:
+    if total > _BAND_PAIRS_PER_BOX * n + 8192:
         # Pass 2: cells of (group, y0 band); query the own and the two adjacent bands.
         y0 = torch.where(valid, y0, zero)
         ymin = float(y0[valid].min())
