@@ -5,12 +5,14 @@ Results equal torchvision's (``nms``, ``batched_nms``) and Detectron2's (``nms_r
 order, same comparison, same stable score order.
 
 How it is fast without a compiled kernel: greedy NMS only needs the pairs whose IoU exceeds the
-threshold, and for a threshold t >= 0 such a pair must overlap well along x (``IoU <= overlap_x /
-width`` of either box). A sort-and-sweep along x1 therefore lists a small superset of those pairs,
-the exact IoU is evaluated on them only, and the greedy order is resolved on that sparse graph by a
-few vectorised relaxation rounds (a box is kept once all higher-scored neighbours are decided and
-none of them is kept). Thresholds < 0 or NaN, or inputs whose boxes overlap so much that the pair
-list would be huge, go through a blocked dense greedy instead.
+threshold, and for a threshold t >= 0 such a pair must overlap well along both axes (``IoU <=
+overlap_x / width`` of either box, likewise along y). A sort-and-sweep along x0 (per class, and in
+bands along y0 where boxes are dense) therefore lists a small superset of those pairs, the exact
+IoU is evaluated on them only, and the greedy order is resolved on that sparse graph by a few
+vectorised relaxation rounds (a box is kept once all higher-scored neighbours are decided and none
+of them is kept), finishing long suppression chains block by block in score order. Thresholds < 0
+or NaN, or inputs whose boxes overlap so much that the pair list would be huge, go through a
+blocked dense greedy instead (cost ~ kept boxes x N).
 
 Shape shorthand: N boxes, P candidate pairs, E suppression edges (pairs with IoU above threshold).
 """
