@@ -242,15 +242,21 @@ def build_batch_data_loader(
     persistent_workers: bool = False,
     pin_memory: bool = False,
 ):
-    """An infinite loader of per-GPU batches (``total_batch_size / world_size`` items).
+    """A loader of per-rank batches (``total_batch_size / world_size`` items each).
 
     Args:
         dataset: a map-style dataset (iterated in ``sampler`` order) or an iterable dataset.
         sampler: yields indices; must be ``None`` for an iterable dataset.
-        total_batch_size: over all workers/GPUs; must divide by the world size.
+        total_batch_size: summed over all ranks (GPUs); must divide by the world size.
         aspect_ratio_grouping: batch landscape and portrait images separately.
         num_workers: DataLoader worker processes.
         collate_fn: applied to each list of items; default keeps the list.
+        drop_last: drop a last incomplete batch (only without aspect-ratio grouping).
+        prefetch_factor, persistent_workers, pin_memory: as for ``torch.utils.data.DataLoader``.
+
+    Returns:
+        An iterable of batches (a ``DataLoader``, or a wrapper of one): lists of items, or what
+        ``collate_fn`` makes of them.
     """
     _, world_size = _rank_and_world_size()
     if total_batch_size <= 0 or total_batch_size % world_size != 0:
