@@ -394,6 +394,21 @@ def test_batched_nms_rotated_matches_per_class_loop():
 # ------------------------------------------------------------------------------------------------
 # bad input and devices
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("error")
+def test_inputs_requiring_grad():
+    g = torch.Generator().manual_seed(6)
+    boxes = _clustered_boxes(100, g).requires_grad_(True)
+    scores = torch.rand(100, generator=g).requires_grad_(True)
+    idxs = torch.randint(0, 3, (100,), generator=g)
+    expected = _ref_nms(boxes.detach(), scores.detach(), 0.5)
+    assert torch.equal(nms(boxes, scores, 0.5), expected)
+    assert batched_nms(boxes, scores, idxs, 0.5).numel() > 0
+    rboxes = _random_rotated(100, g, clustered=True).requires_grad_(True)
+    ref_rot = _ref_nms_rotated(rboxes.detach(), scores.detach(), 0.5)
+    assert torch.equal(nms_rotated(rboxes, scores, 0.5), ref_rot)
+    assert batched_nms_rotated(rboxes, scores, idxs, 0.5).numel() > 0
+
+
 def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\)"):
         nms(torch.zeros(3, 5), torch.zeros(3), 0.5)

@@ -1,8 +1,10 @@
 """Non-maximum suppression for axis-aligned and rotated boxes, in pure PyTorch.
 
-Results equal torchvision's (``nms``, ``batched_nms``) and Detectron2's (``nms_rotated``,
-``batched_nms_rotated``) CPU kernels exactly: same IoU formula evaluated in the same floating-point
-order, same comparison, same stable score order.
+Results equal torchvision's CPU kernels (``nms``, ``batched_nms``) exactly: same IoU formula
+evaluated in the same floating-point order, same comparison, same stable score order. The rotated
+versions follow Detectron2's kernels (``>=`` comparison); their IoU comes from
+``rotated_boxes.iou_rotated_pairs`` (float64, exact polygon clipping), so only an IoU within
+float32 rounding of the threshold could be decided differently from Detectron2's float32 kernel.
 
 How it is fast without a compiled kernel: greedy NMS only needs the pairs whose IoU exceeds the
 threshold, and for a threshold t >= 0 such a pair must overlap well along both axes (``IoU <=
@@ -412,6 +414,7 @@ def _edges_from_pairs(
     return torch.cat(srcs), torch.cat(dsts)
 
 
+@torch.no_grad()  # indices only: no graph to build
 def _nms_impl(
     boxes: torch.Tensor,
     scores: torch.Tensor,
@@ -501,6 +504,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     return _nms_impl(boxes, scores, float(iou_threshold))
 
 
+@torch.no_grad()
 def batched_nms(
     boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
 ) -> torch.Tensor:
@@ -594,6 +598,7 @@ def _rotated_iou_may_reach(
     return ok
 
 
+@torch.no_grad()
 def _nms_rotated_impl(boxes: torch.Tensor, scores: torch.Tensor, t: float) -> torch.Tensor:
     n = boxes.shape[0]
     device = boxes.device
@@ -660,6 +665,7 @@ def _nms_rotated_impl(boxes: torch.Tensor, scores: torch.Tensor, t: float) -> to
     return order[keep_rank]
 
 
+@torch.no_grad()
 def batched_nms_rotated(
     boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
 ) -> torch.Tensor:
