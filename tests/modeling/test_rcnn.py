@@ -120,6 +120,19 @@ def _gt(boxes, size) -> Instances:
     return inst
 
 
+def _val_input(cfg, shapes_dir, file_name: str) -> dict:
+    """A val image as the model's input, resized as Detectron2's DefaultPredictor does."""
+    from torchdet.data.detection_utils import read_image
+    from torchdet.data.transforms import ResizeShortestEdge
+
+    image = read_image(str(shapes_dir / "val" / "images" / file_name), format=cfg.INPUT.FORMAT)
+    h, w = image.shape[:2]
+    aug = ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+    resized = aug.get_transform(image).apply_image(image)
+    tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+    return {"image": tensor, "height": h, "width": w}
+
+
 def test_proposal_network_training_step(parity_dir):
     cfg = _parity_cfg(parity_dir, "ProposalNetwork")
     cfg.MODEL.BACKBONE.FREEZE_AT = 2
@@ -168,7 +181,6 @@ def test_build_model_registry_errors():
 
 def test_faster_rcnn_rpn_proposals_on_val_image(parity_dir, shapes_dir):
     """The trained R50-FPN backbone + RPN of the parity model finds the val objects."""
-    cv2 = pytest.importorskip("cv2")
     cfg = _parity_cfg(parity_dir, "ProposalNetwork")
     model = build_model(cfg).eval()
     path = parity_dir / "models" / "faster_rcnn_R50_FPN" / "model_final.pth"
@@ -181,15 +193,10 @@ def test_faster_rcnn_rpn_proposals_on_val_image(parity_dir, shapes_dir):
         json.loads((shapes_dir / "val" / "instances.json").read_text())["images"],
         key=lambda x: x["id"],
     )[0]
-    image = cv2.imread(str(shapes_dir / "val" / "images" / img_info["file_name"]))  # BGR
-    h, w = image.shape[:2]
-    # shortest edge to MIN_SIZE_TEST (256), long edge at most MAX_SIZE_TEST (512)
-    scale = min(cfg.INPUT.MIN_SIZE_TEST / min(h, w), cfg.INPUT.MAX_SIZE_TEST / max(h, w))
-    nh, nw = int(h * scale + 0.5), int(w * scale + 0.5)
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+    inputs = _val_input(cfg, shapes_dir, img_info["file_name"])
+    h, w = inputs["height"], inputs["width"]
     with torch.no_grad():
-        (out,) = model([{"image": tensor, "height": h, "width": w}])
+        (out,) = model([inputs])
     props = out["proposals"]
     assert props.image_size == (h, w)
     assert 0 < len(props) <= cfg.MODEL.RPN.POST_NMS_TOPK_TEST
@@ -212,3 +219,39 @@ def test_faster_rcnn_rpn_proposals_on_val_image(parity_dir, shapes_dir):
     ref[:, 2:] += ref[:, :2]  # XYWH -> XYXY
     best = pairwise_iou(Boxes(ref), props.proposal_boxes[:20]).max(dim=1).values
     assert (best > 0.7).all(), best
+
+
+def test_faster_rcnn_end_to_end_on_val_image(parity_dir, shapes_dir):
+    """The whole parity Faster R-CNN runs through GeneralizedRCNN (RoI heads by the zoo config)."""
+    try:
+        from torchdet.modeling.roi_heads import build_roi_heads  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"torchdet.modeling.roi_heads is not available yet: {e}")
+    cfg = _parity_cfg(parity_dir, "GeneralizedRCNN")
+    model = build_model(cfg).eval()
+    DetectionCheckpointer(model).load(
+        str(parity_dir / "models" / "faster_rcnn_R50_FPN" / "model_final.pth")
+    )
+    inputs = _val_input(cfg, shapes_dir, "000001.jpg")
+    h, w = inputs["height"], inputs["width"]
+    with torch.no_grad():
+        (out,) = model([inputs])
+    inst = out["instances"]
+    assert inst.image_size == (h, w)
+    assert {"pred_boxes", "scores", "pred_classes"} <= set(inst.get_fields())
+    # the reference's most confident detection on this image (a square, score 0.98)
+    results = json.loads(
+        (
+            parity_dir
+            / "models"
+            / "faster_rcnn_R50_FPN"
+            / "eval_shapes_val"
+            / "coco_instances_results.json"
+        ).read_text()
+    )
+    best = max((d for d in results if d["image_id"] == 1), key=lambda d: d["score"])
+    ref = torch.tensor([best["bbox"]], dtype=torch.float32)
+    ref[:, 2:] += ref[:, :2]
+    iou = pairwise_iou(Boxes(ref), inst.pred_boxes).flatten()
+    top = int(iou.argmax())
+    assert iou[top] > 0.99 and abs(inst.scores[top].item() - best["score"]) < 0.005

@@ -2,7 +2,13 @@
 
 from .backbone import Backbone
 from .build import BACKBONE_REGISTRY, build_backbone
-from .fpn import FPN, LastLevelMaxPool, LastLevelP6P7
+from .fpn import (
+    FPN,
+    LastLevelMaxPool,
+    LastLevelP6P7,
+    build_resnet_fpn_backbone,
+    build_retinanet_resnet_fpn_backbone,
+)
 from .resnet import (
     BasicBlock,
     BasicStem,
