@@ -115,3 +115,21 @@ def test_dense_box_regression_loss_smooth_l1_and_giou():
     assert math.isclose(giou.item(), 1 - 1 / 3, rel_tol=1e-5)
     with pytest.raises(ValueError, match="loss type"):
         _dense_box_regression_loss(anchors, t, pred, gt, fg, "l2")
+
+
+@pytest.mark.parametrize("loss_type", ["diou", "ciou"])
+def test_dense_box_regression_loss_diou_ciou(loss_type):
+    t = Box2BoxTransform(weights=(1.0, 1.0, 1.0, 1.0))
+    anchors = [torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]])]
+    gt = [torch.tensor([[0.0, 0.0, 10.0, 10.0], [10.0, 0.0, 20.0, 10.0]])]
+    pred = [torch.zeros(1, 2, 4)]  # decodes to the anchors
+    exact = _dense_box_regression_loss(
+        anchors, t, pred, gt, torch.tensor([[True, False]]), loss_type
+    )
+    assert exact.abs().item() < 1e-6
+    # anchor 1 vs its gt: touching 10x10 boxes, IoU 0, centre distance 10, enclosing diagonal^2 =
+    # 20^2 + 10^2 = 500 -> diou = 1 + 100/500; same aspect ratio, so ciou adds nothing.
+    loss = _dense_box_regression_loss(
+        anchors, t, pred, gt, torch.tensor([[False, True]]), loss_type
+    )
+    assert math.isclose(loss.item(), 1.2, rel_tol=1e-4)

@@ -58,3 +58,11 @@ def test_sem_seg_postprocess_crops_padding_then_resizes():
     out = sem_seg_postprocess(result, (4, 6), 8, 12)
     assert out.shape == (2, 8, 12)
     assert torch.allclose(out[0], torch.ones(8, 12)) and torch.allclose(out[1], -torch.ones(8, 12))
+
+
+def test_detector_postprocess_tensor_sizes():
+    """Output sizes given as tensors (as when tracing) give the same result."""
+    r = Instances((10, 20))
+    r.pred_boxes = Boxes(torch.tensor([[2.0, 2.0, 6.0, 8.0]]))
+    out = detector_postprocess(r, torch.tensor(20), torch.tensor(60))
+    assert out.pred_boxes.tensor.tolist() == [[6.0, 4.0, 18.0, 16.0]]
