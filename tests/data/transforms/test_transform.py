@@ -317,3 +317,23 @@ def test_resize_integer_segmentation_matches_torch_nearest():
         ref = F.interpolate(torch.from_numpy(seg.astype(np.float64))[None, None], new_hw)[0, 0]
         assert out.dtype == np.int32
         np.testing.assert_array_equal(out, ref.numpy().astype(np.int32))
+
+
+def test_scale_and_grid_sample_transforms():
+    img = np.random.RandomState(0).randint(0, 256, (6, 8, 3)).astype(np.uint8)
+    up = T.ScaleTransform(6, 8, 12, 16, interp="nearest").apply_image(img)
+    assert up.dtype == np.uint8 and up.shape == (12, 16, 3)
+    np.testing.assert_array_equal(up[::2, ::2], img)  # 2x nearest repeats each pixel
+    flat = np.full((6, 8), 0.5, dtype=np.float32)
+    assert np.allclose(T.ScaleTransform(6, 8, 3, 5).apply_image(flat), 0.5)
+    sc = T.ScaleTransform(6, 8, 12, 4)
+    np.testing.assert_allclose(sc.apply_coords(np.array([[2.0, 3.0]])), [[1.0, 6.0]])
+    assert sc.inverse().new_h == 6
+    # Identity grid (pixel centres in [-1, 1]) reproduces the image.
+    ys = (np.arange(6) + 0.5) / 6 * 2 - 1
+    xs = (np.arange(8) + 0.5) / 8 * 2 - 1
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1)[None]  # (1, 6, 8, 2) as (x, y)
+    out = T.GridSampleTransform(grid, "bilinear").apply_image(img)
+    np.testing.assert_array_equal(out, img)
+    with pytest.raises(NotImplementedError):
+        T.GridSampleTransform(grid, "nearest").apply_coords(np.zeros((1, 2)))

@@ -40,9 +40,11 @@ from .base import (
 from .transform import (
     ColorTransform,
     ExtentTransform,
+    GridSampleTransform,
     PILColorTransform,
     ResizeTransform,
     RotationTransform,
+    ScaleTransform,
 )
 
 __all__ = [k for k in globals() if not k.startswith("_")]

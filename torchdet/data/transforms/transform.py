@@ -30,12 +30,14 @@ __all__ = [
     "ColorTransform",
     "CropTransform",
     "ExtentTransform",
+    "GridSampleTransform",
     "HFlipTransform",
     "NoOpTransform",
     "PILColorTransform",
     "PadTransform",
     "ResizeTransform",
     "RotationTransform",
+    "ScaleTransform",
     "Transform",
     "TransformList",
     "VFlipTransform",
@@ -280,6 +282,95 @@ class RotationTransform(Transform):
             (rotation.bound_w - self.w) // 2, (rotation.bound_h - self.h) // 2, self.w, self.h
         )
         return TransformList([rotation, crop])
+
+
+def _to_nchw_float(img: np.ndarray) -> torch.Tensor:
+    """(H, W), (H, W, C) or (N, H, W, C) array -> float (N, C, H, W) tensor."""
+    t = torch.from_numpy(np.ascontiguousarray(img)).float()
+    if t.ndim == 2:
+        return t[None, None]
+    if t.ndim == 3:
+        return t.permute(2, 0, 1)[None]
+    return t.permute(0, 3, 1, 2)
+
+
+def _from_nchw_float(t: torch.Tensor, like: np.ndarray) -> np.ndarray:
+    if like.ndim == 2:
+        t = t[0, 0]
+    elif like.ndim == 3:
+        t = t[0].permute(1, 2, 0)
+    else:
+        t = t.permute(0, 2, 3, 1)
+    if like.dtype == np.uint8:
+        t = t.round().clamp(0, 255).byte()
+    return np.ascontiguousarray(t.numpy()).astype(like.dtype, copy=False)
+
+
+class ScaleTransform(Transform):
+    """Resize an ``h x w`` image to ``new_h x new_w`` with ``F.interpolate`` (fvcore's op).
+
+    Unlike :class:`ResizeTransform`, every dtype goes through torch; ``interp`` is a torch
+    mode name ("nearest", "bilinear", "bicubic", "area"). Images may also be (N, H, W, C).
+    """
+
+    def __init__(self, h: int, w: int, new_h: int, new_w: int, interp: str = "bilinear"):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray, interp: str | None = None) -> np.ndarray:
+        h, w = img.shape[1:3] if img.ndim == 4 else img.shape[:2]
+        if (h, w) != (self.h, self.w):
+            raise ValueError(
+                f"ScaleTransform expects an image of size {(self.h, self.w)}, got {img.shape}"
+            )
+        mode = interp if interp is not None else self.interp
+        align = False if mode in ("linear", "bilinear", "bicubic") else None
+        out = F.interpolate(
+            _to_nchw_float(img), size=(self.new_h, self.new_w), mode=mode, align_corners=align
+        )
+        return _from_nchw_float(out, img)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        out = np.array(coords, dtype=np.float64 if coords.dtype.kind != "f" else coords.dtype)
+        out[:, 0] = out[:, 0] * (self.new_w * 1.0 / self.w)
+        out[:, 1] = out[:, 1] * (self.new_h * 1.0 / self.h)
+        return out
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation, interp="nearest")
+
+    def inverse(self) -> Transform:
+        return ScaleTransform(self.new_h, self.new_w, self.h, self.w, self.interp)
+
+
+class GridSampleTransform(Transform):
+    """Resample the image at ``grid`` (fvcore's op; coordinates are not transformable).
+
+    Args:
+        grid (ndarray[N, H_out, W_out, 2]): sampling locations in [-1, 1] (x, y), as for
+            ``F.grid_sample`` with ``align_corners=False`` and border padding.
+        interp: "nearest" or "bilinear".
+    """
+
+    def __init__(self, grid: np.ndarray, interp: str):
+        super().__init__()
+        self._set_attributes(locals())
+
+    def apply_image(self, img: np.ndarray, interp: str | None = None) -> np.ndarray:
+        out = F.grid_sample(
+            _to_nchw_float(img),
+            torch.from_numpy(np.asarray(self.grid, dtype=np.float32)),
+            mode=interp if interp is not None else self.interp,
+            padding_mode="border",
+            align_corners=False,
+        )
+        return _from_nchw_float(out, img)
+
+    def apply_coords(self, coords: np.ndarray) -> np.ndarray:
+        raise NotImplementedError("GridSampleTransform cannot transform coordinates")
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray:
+        return self.apply_image(segmentation, interp="nearest")
 
 
 class ColorTransform(Transform):
