@@ -124,15 +124,16 @@ class Conv2d(nn.Conv2d):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            not torch.jit.is_scripting()
-            and not check_if_dynamo_compiling()
-            and x.numel() == 0
-            and self.training
-            and isinstance(self.norm, nn.SyncBatchNorm)
-        ):
-            # SyncBatchNorm would hang or divide by zero on an empty batch.
-            raise ValueError("Conv2d: SyncBatchNorm does not support empty inputs in training")
+        # A separate `if` on is_scripting() lets TorchScript skip the block entirely.
+        if not torch.jit.is_scripting():  # noqa: SIM102
+            if (
+                not check_if_dynamo_compiling()
+                and x.numel() == 0
+                and self.training
+                and isinstance(self.norm, nn.SyncBatchNorm)
+            ):
+                # SyncBatchNorm would hang or divide by zero on an empty batch.
+                raise ValueError("Conv2d: SyncBatchNorm does not support empty inputs in training")
         x = self._conv_forward(x, self.weight, self.bias)
         if self.norm is not None:
             x = self.norm(x)
@@ -155,6 +156,8 @@ def nonzero_tuple(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return x.nonzero().unbind(1)
 
 
+@torch.jit.script_if_tracing
 def move_device_like(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """Move ``src`` to ``dst``'s device (a tracing-friendly ``src.to(dst.device)``)."""
+    """Move ``src`` to ``dst``'s device (a tracing-friendly ``src.to(dst.device)``: scripted while
+    tracing, so the device is not recorded as a constant)."""
     return src.to(dst.device)
