@@ -144,3 +144,16 @@ def test_grouped_batch_sampler():
     assert batches == [[0, 2], [1, 3], [4, 5], [6, 1]]
     with pytest.raises(NotImplementedError):
         len(GroupedBatchSampler(sampler, group_ids, 2))
+
+
+def test_all_training_samplers_resume():
+    def make(start):
+        return [
+            RepeatFactorTrainingSampler(torch.tensor([1.0, 2.5, 0.3]), seed=9, start=start),
+            RandomSubsetTrainingSampler(12, 0.5, seed_shuffle=2, seed_subset=3, start=start),
+        ]
+
+    for full_s, resumed_s in zip(make(0), make(17)):
+        full = _take(full_s, 40)
+        assert _take(resumed_s, 23) == full[17:]
+        assert resumed_s.state_dict()["num_yielded"] == 17 + 23
