@@ -39,6 +39,14 @@ def test_conv2d_applies_norm_then_activation():
     torch.testing.assert_close(plain(x), F.conv2d(x, plain.weight, plain.bias))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_conv2d_scripts():
+    conv = Conv2d(3, 4, 3, padding=1, norm=nn.BatchNorm2d(4)).eval()
+    scripted = torch.jit.script(conv)
+    x = torch.randn(1, 3, 6, 6)
+    torch.testing.assert_close(scripted(x), conv(x))
+
+
 def test_conv2d_empty_batch():
     conv = Conv2d(
         3, 8, kernel_size=3, stride=2, padding=1, norm=nn.BatchNorm2d(8), activation=F.relu
