@@ -30,3 +30,5 @@ def test_data_loader_benchmark_stages():
     out = bench.benchmark_workers(num_iter=3, warmup=1)
     assert out["num_steps"] == 3
     assert out["images_per_s"] == pytest.approx(2 * out["steps_per_s"])
+    ipc = bench.benchmark_IPC(num_iter=3, warmup=1, num_workers=1)
+    assert ipc["num_steps"] == 3
