@@ -331,7 +331,6 @@ class ProposalNetwork(nn.Module):
         else:
             gt_instances = None
         proposals, proposal_losses = self.proposal_generator(images, features, gt_instances)
-        # In training, the proposals are not useful.
         if self.training:
             return proposal_losses
 
