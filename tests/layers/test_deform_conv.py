@@ -202,3 +202,15 @@ def test_bad_arguments_raise():
         DeformConv(5, 6, 3, groups=2)
     with pytest.raises(ValueError, match="bias"):
         DeformConv(4, 6, 3, bias=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 4, 9, 10, generator=gen)
+    off = torch.randn(2, 18, 9, 10, generator=gen) * 2
+    mask = torch.rand(2, 9, 9, 10, generator=gen)
+    w = torch.randn(5, 4, 3, 3, generator=gen)
+    cpu = modulated_deform_conv(x, off, mask, w, None, 1, 1)
+    gpu = modulated_deform_conv(x.cuda(), off.cuda(), mask.cuda(), w.cuda(), None, 1, 1)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=1e-4)

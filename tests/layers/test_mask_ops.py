@@ -97,3 +97,15 @@ def test_empty_and_non_square_and_errors():
         paste_masks_in_image(torch.zeros(2, 28, 28), [1, 2], (5, 5))
     with pytest.raises(ValueError, match="masks"):
         paste_masks_in_image(torch.zeros(28, 28), torch.zeros(1, 4), (5, 5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    gen = torch.Generator().manual_seed(5)
+    xy = torch.rand(30, 2, generator=gen) * 150 - 10
+    boxes = torch.cat([xy, xy + torch.rand(30, 2, generator=gen) * 80 + 1], dim=1)
+    masks = torch.rand(30, 28, 28, generator=gen)
+    cpu = paste_masks_in_image(masks, boxes, (120, 160))
+    gpu = paste_masks_in_image(masks.cuda(), boxes.cuda(), (120, 160))
+    assert gpu.device.type == "cuda"
+    assert (gpu.cpu() == cpu).float().mean().item() >= 0.9999

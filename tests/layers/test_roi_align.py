@@ -219,3 +219,16 @@ def test_bad_inputs_raise():
         roi_align(x[0], torch.zeros(1, 5), 2, 1.0, 0, True)
     with pytest.raises(TypeError, match="output_size"):
         ROIAlign("7", 1.0, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("aligned", [True, False])
+def test_cuda_matches_cpu(aligned):
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 8, 30, 40, generator=gen)
+    rois = _random_rois(50, 2, 30, 40, 0.25, gen)
+    rois[:20, 1:] = rois[:20, 1:].round()  # exact bin-size ratios: ceil() must agree on both
+    for sampling_ratio in (0, 2):
+        cpu = roi_align(x, rois, (7, 5), 0.25, sampling_ratio, aligned)
+        gpu = roi_align(x.cuda(), rois.cuda(), (7, 5), 0.25, sampling_ratio, aligned)
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)

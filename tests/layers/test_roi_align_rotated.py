@@ -139,3 +139,21 @@ def test_half_precision_and_errors():
         roi_align_rotated(x, torch.tensor([[0, 4.0, 4.0, -1.0, 3.0, 0.0]]), 2, 1.0, 0)
     with pytest.raises(ValueError, match=r"\(K, 6\)"):
         roi_align_rotated(x, torch.zeros(2, 5), 2, 1.0, 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 4, 20, 24, generator=gen)
+    rois = torch.cat(
+        [
+            torch.randint(0, 2, (30, 1), generator=gen).float(),
+            torch.rand(30, 2, generator=gen) * 90,
+            torch.rand(30, 2, generator=gen) * 60 + 1,
+            torch.rand(30, 1, generator=gen) * 360 - 180,
+        ],
+        dim=1,
+    )
+    cpu = roi_align_rotated(x, rois, 7, 0.25, 0)
+    gpu = roi_align_rotated(x.cuda(), rois.cuda(), 7, 0.25, 0)
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)

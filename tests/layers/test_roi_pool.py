@@ -99,3 +99,14 @@ def test_list_rois_dtype_and_errors():
     assert roi_pool(x.bfloat16(), as_tensor, 2, 1.0).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="rois"):
         roi_pool(x, torch.zeros(2, 6), 2, 1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 4, 20, 24, generator=gen)
+    xy = torch.rand(40, 2, generator=gen) * 90 - 5
+    boxes = torch.cat([xy, xy + torch.rand(40, 2, generator=gen) * 60], dim=1).round()
+    rois = torch.cat([torch.randint(0, 2, (40, 1), generator=gen).float(), boxes], dim=1)
+    torch.testing.assert_close(roi_pool(x.cuda(), rois.cuda(), 7, 0.25).cpu(),
+                               roi_pool(x, rois, 7, 0.25))  # fmt: skip
