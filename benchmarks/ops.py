@@ -22,6 +22,9 @@ reference measured on a 2-core machine of the kind the project targets. Where ``
 importable (it is not a torchdet dependency), the same inputs are also run through its C++ kernels
 (roi_align, deform_conv2d, nms, batched_nms) and through Detectron2's per-mask CPU pasting loop,
 giving a same-machine ratio (``ours / baseline``) that does not depend on the machine.
+
+Two threads are sensitive to other processes on the same cores (every parallel region waits for
+both threads), so measure on otherwise idle cores, e.g. ``taskset -c 2,3 python benchmarks/ops.py``.
 """
 
 from __future__ import annotations
