@@ -293,3 +293,35 @@ def test_zoo_lazy_model_builds_and_runs(name, meta_arch, roi_heads):
         outputs = model([{"image": torch.rand(3, 96, 128) * 255}])
     assert len(outputs) == 1
     assert "panoptic_seg" in outputs[0] if meta_arch == "PanopticFPN" else "instances" in outputs[0]
+
+
+# (LazyConfig file, yacs file) pairs describing the same model.
+_LAZY_VS_YAML = [
+    ("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x", None),
+    ("COCO-InstanceSegmentation/mask_rcnn_R_50_C4_1x", None),
+    ("COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x", None),
+    ("COCO-Detection/retinanet_R_50_FPN_1x", None),
+    ("COCO-PanopticSegmentation/panoptic_fpn_R_50_1x", None),
+    ("common/models/cascade_rcnn", "Misc/cascade_mask_rcnn_R_50_FPN_1x"),
+]
+
+
+@pytest.mark.parametrize("py_name,yaml_name", _LAZY_VS_YAML)
+def test_lazy_and_yaml_configs_build_the_same_architecture(py_name, yaml_name):
+    from torchdet.config import get_cfg
+
+    py_name, yaml_name = py_name + ".py", (yaml_name or py_name) + ".yaml"
+    try:
+        from torchdet.modeling import build_model
+
+        lazy_model = instantiate(LazyConfig.load(str(CONFIGS / py_name), "model"))
+        cfg = get_cfg()
+        cfg.merge_from_file(str(CONFIGS / yaml_name))
+        cfg.MODEL.DEVICE = "cpu"
+        yaml_model = build_model(cfg)
+    except (ImportError, AttributeError, KeyError) as e:
+        pytest.skip(f"the modeling package cannot build {py_name} / {yaml_name} yet: {e}")
+    lazy_shapes = {k: tuple(v.shape) for k, v in lazy_model.state_dict().items()}
+    yaml_shapes = {k: tuple(v.shape) for k, v in yaml_model.state_dict().items()}
+    assert sorted(set(lazy_shapes) ^ set(yaml_shapes)) == []
+    assert lazy_shapes == yaml_shapes
