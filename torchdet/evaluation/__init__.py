@@ -1,6 +1,6 @@
 """Dataset evaluators and the inference loop (Detectron2's ``detectron2.evaluation``)."""
 
-from .coco_evaluation import COCOEvaluator, COCOevalMaxDets, instances_to_coco_json
+from .coco_evaluation import COCOevalMaxDets, COCOEvaluator, instances_to_coco_json
 from .evaluator import (
     DatasetEvaluator,
     DatasetEvaluators,
