@@ -117,8 +117,10 @@ def paste_masks_in_image(
     nonempty = (rw > 0) & (rh > 0)
 
     # Windows: sizes rounded up to a power of two (capped by the image), kept inside the image.
+    # Windows below 32 pixels share one size: they are cheap, and fewer groups mean fewer ops.
     def window(size: torch.Tensor, limit: int) -> torch.Tensor:
-        return torch.minimum(2 ** torch.ceil(torch.log2(size.clamp(min=1))), torch.tensor(limit))
+        rounded = 2 ** torch.ceil(torch.log2(size.clamp(min=32)))
+        return torch.minimum(rounded, torch.tensor(float(limit)))
 
     win_w = window(rw, img_w).to(torch.int64)
     win_h = window(rh, img_h).to(torch.int64)
