@@ -32,6 +32,22 @@ from .roi_align import (
 __all__ = ["ROIAlignRotated", "roi_align_rotated"]
 
 
+def _frame_coordinates(
+    size: torch.Tensor, bin_size: torch.Tensor, grid: torch.Tensor, bins: int, gmax: int
+) -> torch.Tensor:
+    """Sample offsets from the RoI centre along one RoI axis: Tensor[K, bins, gmax].
+
+    ``-size / 2 + p * bin + (i + 0.5) * bin / grid`` for bin p and sample i (entries with
+    ``i >= grid`` are unused).
+    """
+    dtype, device = size.dtype, size.device
+    p = torch.arange(bins, device=device, dtype=dtype)[None, :, None]
+    i = torch.arange(gmax, device=device, dtype=dtype)[None, None, :]
+    b = bin_size[:, None, None]
+    g = grid.clamp(min=1).to(dtype)[:, None, None]
+    return -size[:, None, None] / 2.0 + p * b + (i + 0.5) * b / g
+
+
 def roi_align_rotated(
     input: torch.Tensor,
     rois: torch.Tensor | Sequence[torch.Tensor],
@@ -89,52 +105,72 @@ def roi_align_rotated(
         grid_h = torch.ceil(bin_h).to(torch.int64)
         grid_w = torch.ceil(bin_w).to(torch.int64)
 
-    # One entry per sample, RoI by RoI: (bin p, q) then (iy, ix) inside the bin.
+    # Sample coordinates in the RoI frame only depend on (RoI, bin row, iy) and (RoI, bin column,
+    # ix): tabulate them per RoI (same evaluation order as the reference), rotated terms included.
+    gh_max, gw_max = int(grid_h.max()), int(grid_w.max())
+    yy = _frame_coordinates(roi_h, bin_h, grid_h, oh, gh_max)  # (K, oh, gh_max)
+    xx = _frame_coordinates(roi_w, bin_w, grid_w, ow, gw_max)  # (K, ow, gw_max)
+    cos3, sin3 = cos_t[:, None, None], sin_t[:, None, None]
+    x_terms = torch.stack([xx * sin3, xx * cos3], dim=-1).view(-1, 2)  # xx sin, xx cos
+
+    # Level 1: one entry per sample row (RoI k, bin (ph, pw), iy), bins in (k, ph, pw) order.
     per_bin = grid_h * grid_w  # (K,)
-    per_roi = per_bin * (oh * ow)
-    total = int(per_roi.sum())
-    roi, rank = ragged_arange(per_roi, total)
-    pb = per_bin[roi]
-    bin_id, inner = rank // pb, rank % pb
-    gw = grid_w[roi]
-    iy, ix = inner // gw, inner % gw
+    rows_per_roi = grid_h * (oh * ow)
+    n1 = int(rows_per_roi.sum())
+    roi, rank = ragged_arange(rows_per_roi, n1)
+    gh = grid_h[roi]
+    bin_id = rank // gh
+    iy = rank - bin_id * gh
     ph, pw = bin_id // ow, bin_id % ow
-    bh, bw = bin_h[roi], bin_w[roi]
-    yy = -roi_h[roi] / 2.0 + ph.to(dtype) * bh + (iy.to(dtype) + 0.5) * bh / grid_h[roi].to(dtype)
-    xx = -roi_w[roi] / 2.0 + pw.to(dtype) * bw + (ix.to(dtype) + 0.5) * bw / gw.to(dtype)
-    c_r, s_r = cos_t[roi], sin_t[roi]
-    y = yy * c_r - xx * s_r + cy[roi]
-    x = yy * s_r + xx * c_r + cx[roi]
-
-    valid = (y >= -1.0) & (y <= h) & (x >= -1.0) & (x <= w)
-    y = y.clamp(min=0.0, max=float(h))
-    x = x.clamp(min=0.0, max=float(w))
-    y_low, x_low = y.floor().to(torch.int64), x.floor().to(torch.int64)
-    y_end, x_end = y_low >= h - 1, x_low >= w - 1
-    y_low = torch.where(y_end, torch.full_like(y_low, h - 1), y_low)
-    x_low = torch.where(x_end, torch.full_like(x_low, w - 1), x_low)
-    y_high = torch.where(y_end, y_low, y_low + 1)
-    x_high = torch.where(x_end, x_low, x_low + 1)
-    ly = torch.where(y_end, torch.zeros_like(y), y - y_low.to(dtype))
-    lx = torch.where(x_end, torch.zeros_like(x), x - x_low.to(dtype))
-    hy, hx = 1.0 - ly, 1.0 - lx
-    share = valid.to(dtype) / pb.clamp(min=1).to(dtype)
-
-    base = batch_index[roi] * (h * w)
-    indices = torch.stack(
-        [
-            base + y_low * w + x_low,
-            base + y_low * w + x_high,
-            base + y_high * w + x_low,
-            base + y_high * w + x_high,
-        ],
+    ia = (roi * oh + ph) * gh_max + iy
+    yy_e = yy.view(-1)[ia]
+    # Per entry: yy cos, yy sin, centre y, centre x, 1 / samples per bin.
+    rows = torch.stack(
+        [yy_e * cos_t[roi], yy_e * sin_t[roi], cy[roi], cx[roi],
+         1.0 / per_bin[roi].clamp(min=1).to(dtype)],
         dim=1,
-    ).view(-1)
-    weights = torch.stack([hy * hx, hy * lx, ly * hx, ly * lx], dim=1).mul_(share[:, None])
+    )  # fmt: skip
+    row_ints = torch.stack([(roi * ow + pw) * gw_max, batch_index[roi] * (h * w)], dim=1)
+
+    # Level 2: one entry per sample (.., ix).
+    total = int((per_bin * (oh * ow)).sum())
+    entry, ix = ragged_arange(grid_w[roi], total)
+    y_cos, y_sin, c_y, c_x, share = rows[entry].unbind(1)
+    x_base, base = row_ints[entry].unbind(1)
+    x_sin, x_cos = x_terms[x_base + ix].unbind(1)
+    y = y_cos - x_sin + c_y
+    x = y_sin + x_cos + c_x
+
+    # Bilinear taps with RoIAlign's rule: 0 outside [-1, H] x [-1, W], else clamp into the map.
+    # Clamping to [0, H - 1] first gives the reference's "y_low >= H - 1" branch for free.
+    share = share * ((y >= -1.0) & (y <= h) & (x >= -1.0) & (x <= w))
+    y = y.clamp(min=0.0, max=float(h - 1))
+    x = x.clamp(min=0.0, max=float(w - 1))
+    y_floor, x_floor = y.floor(), x.floor()
+    ly, lx = y - y_floor, x - x_floor
+    y_low, x_low = y_floor.to(torch.int64), x_floor.to(torch.int64)
+    row_low = base + y_low * w
+    row_high = base + (y_low + 1).clamp(max=h - 1) * w
+    x_high = (x_low + 1).clamp(max=w - 1)
+    indices = torch.empty(total, 4, dtype=torch.int64, device=y.device)
+    torch.add(row_low, x_low, out=indices[:, 0])
+    torch.add(row_low, x_high, out=indices[:, 1])
+    torch.add(row_high, x_low, out=indices[:, 2])
+    torch.add(row_high, x_high, out=indices[:, 3])
+    hy_s = (1.0 - ly) * share
+    ly_s = ly * share
+    hx = 1.0 - lx
+    weights = torch.empty(total, 4, dtype=dtype, device=y.device)
+    torch.mul(hy_s, hx, out=weights[:, 0])
+    torch.mul(hy_s, lx, out=weights[:, 1])
+    torch.mul(ly_s, hx, out=weights[:, 2])
+    torch.mul(ly_s, lx, out=weights[:, 3])
     bag_len = (4 * per_bin)[:, None].expand(k, oh * ow).reshape(-1)
     offsets = torch.cumsum(bag_len, 0) - bag_len
     table = channels_last_table(input, dtype)
-    out = F.embedding_bag(indices, table, offsets, mode="sum", per_sample_weights=weights.view(-1))
+    out = F.embedding_bag(
+        indices.view(-1), table, offsets, mode="sum", per_sample_weights=weights.view(-1)
+    )
     return out.view(k, oh, ow, c).permute(0, 3, 1, 2).to(input.dtype).contiguous()
 
 
