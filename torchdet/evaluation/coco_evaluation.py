@@ -656,8 +656,10 @@ def _evaluate_predictions_on_coco(
     max_dets_per_image: list[int] | None = None,
 ) -> COCOeval:
     """Run COCOeval for one task on non-empty results (dataset category ids)."""
+    # pycocotools' loadRes adds fields ("area", "id", a box polygon as "segmentation") to the
+    # records it gets: give it shallow copies so the caller's records stay as they were.
+    coco_results = [dict(c) for c in coco_results]
     if iou_type == "segm":
-        coco_results = copy.deepcopy(coco_results)
         # With a "bbox" field pycocotools takes the box area as the instance area, which
         # changes the small/medium/large split; mask AP must use the mask area.
         for c in coco_results:
