@@ -109,3 +109,11 @@ def test_cuda_matches_cpu():
     gpu = paste_masks_in_image(masks.cuda(), boxes.cuda(), (120, 160))
     assert gpu.device.type == "cuda"
     assert (gpu.cpu() == cpu).float().mean().item() >= 0.9999
+
+
+def test_degenerate_boxes_paste_nothing():
+    masks = torch.ones(3, 28, 28)
+    boxes = torch.tensor([[5.0, 5.0, 5.0, 9.0], [2.0, 4.0, 8.0, 4.0], [3.0, 3.0, 3.0, 3.0]])
+    for threshold in (0.5, -1.0):
+        out = paste_masks_in_image(masks, boxes, (12, 12), threshold)
+        assert int(out.sum()) == 0

@@ -41,8 +41,11 @@ def _axis_weights(
     low = torch.floor(u)
     frac = u - low
     cells = torch.arange(size, device=pixel.device, dtype=pixel.dtype)
-    w_low = (1 - frac)[..., None] * (cells == low[..., None])
-    w_high = frac[..., None] * (cells == (low + 1)[..., None])
+    # where(), not a product with the mask: a degenerate box (x1 == x0) gives inf / nan
+    # coordinates, which must contribute 0 like grid_sample's out-of-range samples.
+    zero = torch.zeros((), dtype=pixel.dtype, device=pixel.device)
+    w_low = torch.where(cells == low[..., None], (1 - frac)[..., None], zero)
+    w_high = torch.where(cells == (low + 1)[..., None], frac[..., None], zero)
     return w_low + w_high
 
 
