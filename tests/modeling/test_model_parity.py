@@ -91,3 +91,24 @@ def test_mask_rcnn_R50_C4(parity_dir, shapes_dir):
     report, _ = _check_instances(parity_dir, shapes_dir, "mask_rcnn_R50_C4")
     assert len(report.mask_ious) == report.num_matched
     assert report.mean_mask_iou >= 0.95, report.summary("mask_rcnn_R50_C4")
+
+
+def test_mask_rcnn_R50_DC5(parity_dir, shapes_dir):
+    report, _ = _check_instances(parity_dir, shapes_dir, "mask_rcnn_R50_DC5")
+    assert report.mean_mask_iou >= 0.95, report.summary("mask_rcnn_R50_DC5")
+
+
+def test_cascade_mask_rcnn_R50_FPN(parity_dir, shapes_dir):
+    report, _ = _check_instances(parity_dir, shapes_dir, "cascade_mask_rcnn_R50_FPN")
+    assert report.mean_mask_iou >= 0.95, report.summary("cascade_mask_rcnn_R50_FPN")
+
+
+def test_keypoint_rcnn_R50_FPN(parity_dir, shapes_dir):
+    report, outputs = _check_instances(
+        parity_dir, shapes_dir, "keypoint_rcnn_R50_FPN", json_name="keypoints.json"
+    )
+    assert len(report.keypoints_close) == 3 * report.num_matched
+    assert report.keypoint_rate >= 0.97, report.summary("keypoint_rcnn_R50_FPN")
+    instances = next(o["instances"] for o in outputs if len(o["instances"]))
+    assert instances.pred_keypoints.shape[1:] == (3, 3)
+    assert instances.pred_keypoint_heatmaps.shape[1:] == (3, 56, 56)
