@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -117,3 +118,16 @@ def test_degenerate_boxes_paste_nothing():
     for threshold in (0.5, -1.0):
         out = paste_masks_in_image(masks, boxes, (12, 12), threshold)
         assert int(out.sum()) == 0
+
+
+def test_memory_chunks_give_the_same_result(monkeypatch):
+    module = importlib.import_module("torchdet.layers.mask_ops")
+    gen = torch.Generator().manual_seed(4)
+    xy = torch.rand(25, 2, generator=gen) * 50
+    boxes = torch.cat([xy, xy + torch.rand(25, 2, generator=gen) * 30 + 2], dim=1)
+    masks = torch.rand(25, 28, 28, generator=gen)
+    whole = paste_masks_in_image(masks, boxes, (64, 70))
+    monkeypatch.setattr(module, "_CHUNK_PIXELS", 2000)  # one or two masks per chunk
+    assert torch.equal(paste_masks_in_image(masks, boxes, (64, 70)), whole)
+    ref = _per_mask_reference(masks, boxes, 64, 70, 0.5)
+    assert (whole == ref).float().mean().item() >= 0.9999

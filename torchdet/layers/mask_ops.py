@@ -21,6 +21,9 @@ import torch
 
 __all__ = ["paste_masks_in_image"]
 
+# Pixels of the pasting windows processed at once (float32 values: 4 bytes each).
+_CHUNK_PIXELS = 1 << 26
+
 
 def _axis_weights(
     pixel: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, size: int
@@ -135,29 +138,31 @@ def paste_masks_in_image(
     order = torch.argsort(key)
     keys, counts = torch.unique_consecutive(key[order], return_counts=True)
     groups = torch.split(order, counts.tolist())
-    for group_key, members in zip(keys.tolist(), groups):
+    for group_key, group in zip(keys.tolist(), groups):
         if group_key < 0:
             continue  # boxes entirely outside the image: nothing to paste
         ph, pw = divmod(group_key, img_w + 1)
-        b = boxes[members]
-        rows = y_start[members, None] + torch.arange(ph, device=device)  # (M, ph)
-        cols = x_start[members, None] + torch.arange(pw, device=device)  # (M, pw)
-        row_in = (rows >= y_lo[members, None]) & (rows < y_hi[members, None])  # (M, ph)
-        col_in = (cols >= x_lo[members, None]) & (cols < x_hi[members, None])  # (M, pw)
-        # Zero weights outside the region make the pasted value 0 there.
-        wy = _axis_weights(rows.to(dtype), b[:, 1:2], b[:, 3:4], hm) * row_in[:, :, None]
-        wx = _axis_weights(cols.to(dtype), b[:, 0:1], b[:, 2:3], wm) * col_in[:, :, None]
-        values = torch.bmm(torch.bmm(wy, masks[members]), wx.transpose(1, 2))  # (M, ph, pw)
-        if threshold > 0:
-            pasted = values >= threshold
-        elif threshold == 0:  # everything in the region passes, nothing outside it
-            pasted = row_in[:, :, None] & col_in[:, None, :]
-        else:
-            pasted = (values * 255).to(torch.uint8)
-        # Write each (ph, pw) block at its own offset: an overlapping strided view whose entry i
-        # is the block starting at flat pixel i, indexed by the blocks' first pixels.
-        starts = n * img_h * img_w - (ph - 1) * img_w - (pw - 1)
-        blocks = out.view(-1).as_strided((starts, ph, pw), (1, img_w, 1))
-        first = (members * img_h + y_start[members]) * img_w + x_start[members]
-        blocks.index_put_((first,), pasted)
+        # Chunks bound the (M, ph, pw) buffers (about 256 MB of float values at most).
+        for members in group.split(max(1, _CHUNK_PIXELS // (ph * pw))):
+            b = boxes[members]
+            rows = y_start[members, None] + torch.arange(ph, device=device)  # (M, ph)
+            cols = x_start[members, None] + torch.arange(pw, device=device)  # (M, pw)
+            row_in = (rows >= y_lo[members, None]) & (rows < y_hi[members, None])  # (M, ph)
+            col_in = (cols >= x_lo[members, None]) & (cols < x_hi[members, None])  # (M, pw)
+            # Zero weights outside the region make the pasted value 0 there.
+            wy = _axis_weights(rows.to(dtype), b[:, 1:2], b[:, 3:4], hm) * row_in[:, :, None]
+            wx = _axis_weights(cols.to(dtype), b[:, 0:1], b[:, 2:3], wm) * col_in[:, :, None]
+            values = torch.bmm(torch.bmm(wy, masks[members]), wx.transpose(1, 2))  # (M, ph, pw)
+            if threshold > 0:
+                pasted = values >= threshold
+            elif threshold == 0:  # everything in the region passes, nothing outside it
+                pasted = row_in[:, :, None] & col_in[:, None, :]
+            else:
+                pasted = (values * 255).to(torch.uint8)
+            # Write each (ph, pw) block at its own offset: an overlapping strided view whose entry i
+            # is the block starting at flat pixel i, indexed by the blocks' first pixels.
+            starts = n * img_h * img_w - (ph - 1) * img_w - (pw - 1)
+            blocks = out.view(-1).as_strided((starts, ph, pw), (1, img_w, 1))
+            first = (members * img_h + y_start[members]) * img_w + x_start[members]
+            blocks.index_put_((first,), pasted)
     return out
