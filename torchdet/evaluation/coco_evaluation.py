@@ -57,6 +57,8 @@ class COCOEvaluator(DatasetEvaluator):
     range, e.g. ``APl`` on small images) is NaN.
     """
 
+    _box_dims: tuple[int, ...] = (4,)  # accepted "bbox" lengths in result records
+
     def __init__(
         self,
         dataset_name: str,
@@ -293,7 +295,7 @@ class COCOEvaluator(DatasetEvaluator):
         self._evaluate_coco_results(coco_results, img_ids)
 
     def _evaluate_coco_results(self, coco_results: list[dict], img_ids=None) -> None:
-        validate_coco_results(coco_results, self._coco_api)
+        validate_coco_results(coco_results, self._coco_api, box_dims=self._box_dims)
         if self._output_dir:
             PathManager.mkdirs(self._output_dir)
             file_path = os.path.join(self._output_dir, "coco_instances_results.json")
@@ -311,15 +313,7 @@ class COCOEvaluator(DatasetEvaluator):
         )
         for task in sorted(tasks):
             coco_eval = (
-                _evaluate_predictions_on_coco(
-                    self._coco_api,
-                    coco_results,
-                    task,
-                    kpt_oks_sigmas=self._kpt_oks_sigmas,
-                    use_fast_impl=self._use_fast_impl,
-                    img_ids=img_ids,
-                    max_dets_per_image=self._max_dets_per_image,
-                )
+                self._run_coco_eval(coco_results, task, img_ids)
                 if len(coco_results) > 0
                 else None  # pycocotools does not handle empty results
             )
@@ -328,6 +322,18 @@ class COCOEvaluator(DatasetEvaluator):
             self._results[task] = self._derive_coco_results(
                 coco_eval, task, class_names=self._class_names()
             )
+
+    def _run_coco_eval(self, coco_results: list[dict], task: str, img_ids) -> COCOeval:
+        """Run COCOeval for one task (subclasses change the IoU, e.g. rotated boxes)."""
+        return _evaluate_predictions_on_coco(
+            self._coco_api,
+            coco_results,
+            task,
+            kpt_oks_sigmas=self._kpt_oks_sigmas,
+            use_fast_impl=self._use_fast_impl,
+            img_ids=img_ids,
+            max_dets_per_image=self._max_dets_per_image,
+        )
 
     def _eval_box_proposals(self, predictions: list[dict]) -> None:
         if self._output_dir:
@@ -462,8 +468,15 @@ def instances_to_coco_json(instances: Instances, img_id: int) -> list[dict]:
     return results
 
 
-def validate_coco_results(coco_results: list[dict], coco_gt: COCO) -> None:
+def validate_coco_results(
+    coco_results: list[dict], coco_gt: COCO, box_dims: Sequence[int] = (4,)
+) -> None:
     """Check result records against the ground truth before handing them to pycocotools.
+
+    Args:
+        coco_results: result records (dataset category ids).
+        coco_gt: the ground truth.
+        box_dims: allowed ``bbox`` lengths (4: XYWH; 5: rotated XYWHA).
 
     Raises:
         KeyError: a record lacks ``image_id``/``category_id``/``score``.
@@ -501,15 +514,20 @@ def validate_coco_results(coco_results: list[dict], coco_gt: COCO) -> None:
         )
     has_box = [i for i, r in enumerate(coco_results) if "bbox" in r]
     if has_box:
-        try:
-            boxes = np.asarray([coco_results[i]["bbox"] for i in has_box], dtype=np.float64)
-        except ValueError as e:
-            raise ValueError(f"COCO results: 'bbox' entries must be 4 numbers ({e})") from None
-        if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(
-                f"COCO results: 'bbox' entries must be 4 numbers (XYWH), got shape {boxes.shape}"
-            )
-        bad_rows = np.flatnonzero(~np.isfinite(boxes).all(axis=1))
+        for i in has_box:
+            box = coco_results[i]["bbox"]
+            if not isinstance(box, (list, tuple)) or len(box) not in box_dims:
+                raise ValueError(
+                    f"COCO results: record {i} (image id {img_ids[i]}) has bbox {box!r}; expected "
+                    f"a list of {' or '.join(map(str, box_dims))} numbers"
+                )
+        finite = np.ones(len(has_box), dtype=bool)
+        lengths = np.asarray([len(coco_results[i]["bbox"]) for i in has_box])
+        for n in np.unique(lengths):
+            rows = np.flatnonzero(lengths == n)
+            boxes = np.asarray([coco_results[has_box[r]]["bbox"] for r in rows], dtype=np.float64)
+            finite[rows] = np.isfinite(boxes).all(axis=1)
+        bad_rows = np.flatnonzero(~finite)
         if len(bad_rows):
             i = has_box[int(bad_rows[0])]
             raise ValueError(
