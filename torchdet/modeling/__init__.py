@@ -25,6 +25,21 @@ from .proposal_generator import (
     build_proposal_generator,
     build_rpn_head,
 )
+from .roi_heads import (
+    ROI_BOX_HEAD_REGISTRY,
+    ROI_HEADS_REGISTRY,
+    ROI_KEYPOINT_HEAD_REGISTRY,
+    ROI_MASK_HEAD_REGISTRY,
+    BaseKeypointRCNNHead,
+    BaseMaskRCNNHead,
+    FastRCNNOutputLayers,
+    ROIHeads,
+    StandardROIHeads,
+    build_box_head,
+    build_keypoint_head,
+    build_mask_head,
+    build_roi_heads,
+)
 from .sampling import subsample_labels
 
 __all__ = [k for k in globals() if not k.startswith("_")]

@@ -22,6 +22,7 @@ from torchdet.structures import ImageList, Instances
 from ..backbone import Backbone, build_backbone
 from ..postprocessing import detector_postprocess
 from ..proposal_generator import build_proposal_generator
+from ..roi_heads import build_roi_heads
 from .build import META_ARCH_REGISTRY
 
 __all__ = ["GeneralizedRCNN", "ProposalNetwork"]
@@ -119,9 +120,6 @@ class GeneralizedRCNN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> dict:
-        # Imported here: the RoI heads package sits beside this one and builds on its pieces.
-        from ..roi_heads import build_roi_heads
-
         backbone = build_backbone(cfg)
         return {
             "backbone": backbone,
