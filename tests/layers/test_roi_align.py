@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -232,3 +233,24 @@ def test_cuda_matches_cpu(aligned):
         cpu = roi_align(x, rois, (7, 5), 0.25, sampling_ratio, aligned)
         gpu = roi_align(x.cuda(), rois.cuda(), (7, 5), 0.25, sampling_ratio, aligned)
         torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
+
+
+def test_tap_chunks_give_the_same_result(monkeypatch):
+    module = importlib.import_module("torchdet.layers.roi_align")
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 3, 20, 24, generator=gen)
+    rois = _random_rois(30, 2, 20, 24, 0.5, gen)
+    whole = roi_align(x, rois, 4, 0.5, 0, True)
+    monkeypatch.setattr(module, "MAX_TAPS", 100)  # a few RoIs per chunk, big RoIs alone
+    torch.testing.assert_close(roi_align(x, rois, 4, 0.5, 0, True), whole)
+
+
+def test_roi_chunks_split_consecutively_and_cover_everything():
+    module = importlib.import_module("torchdet.layers.roi_align")
+    parts = module.roi_chunks(torch.tensor([3, 10, 2, 2, 7, 0, 1]), 5)
+    assert parts[0].start == 0 and parts[-1].stop == 7
+    assert all(a.stop == b.start for a, b in zip(parts[:-1], parts[1:]))
+    assert all(p.stop > p.start for p in parts)
+    # Cumulative taps 3, 13, 15, 17, 24, 24, 25: last taps in blocks 0, 2, 2, 3, 4, 4, 4 of 5.
+    assert [(p.start, p.stop) for p in parts] == [(0, 1), (1, 3), (3, 4), (4, 7)]
+    assert module.roi_chunks(torch.tensor([1, 2]), 5) == [slice(0, 2)]

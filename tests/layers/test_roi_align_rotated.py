@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -157,3 +158,20 @@ def test_cuda_matches_cpu():
     cpu = roi_align_rotated(x, rois, 7, 0.25, 0)
     gpu = roi_align_rotated(x.cuda(), rois.cuda(), 7, 0.25, 0)
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
+
+
+def test_tap_chunks_give_the_same_result(monkeypatch):
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(1, 2, 16, 16, generator=gen)
+    rois = torch.cat(
+        [
+            torch.zeros(12, 1),
+            torch.rand(12, 2, generator=gen) * 30,
+            torch.rand(12, 2, generator=gen) * 20 + 1,
+            torch.rand(12, 1, generator=gen) * 180,
+        ],
+        dim=1,
+    )
+    whole = roi_align_rotated(x, rois, 3, 0.5, 0)
+    monkeypatch.setattr(importlib.import_module("torchdet.layers.roi_align"), "MAX_TAPS", 200)
+    torch.testing.assert_close(roi_align_rotated(x, rois, 3, 0.5, 0), whole)

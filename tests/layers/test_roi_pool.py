@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -110,3 +111,13 @@ def test_cuda_matches_cpu():
     rois = torch.cat([torch.randint(0, 2, (40, 1), generator=gen).float(), boxes], dim=1)
     torch.testing.assert_close(roi_pool(x.cuda(), rois.cuda(), 7, 0.25).cpu(),
                                roi_pool(x, rois, 7, 0.25))  # fmt: skip
+
+
+def test_tap_chunks_give_the_same_result(monkeypatch):
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(2, 3, 12, 14, generator=gen)
+    xy = torch.rand(20, 2, generator=gen) * 25
+    rois = torch.cat([torch.randint(0, 2, (20, 1), generator=gen).float(), xy, xy + 10], dim=1)
+    whole = roi_pool(x, rois, 3, 0.5)
+    monkeypatch.setattr(importlib.import_module("torchdet.layers.roi_align"), "MAX_TAPS", 40)
+    torch.testing.assert_close(roi_pool(x, rois, 3, 0.5), whole)

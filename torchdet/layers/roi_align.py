@@ -115,6 +115,30 @@ def true_divide(values: torch.Tensor, divisor: int) -> torch.Tensor:
     return values / torch.full_like(values, divisor)
 
 
+# Index/weight pairs expanded at once (about 200 MB of bookkeeping); more RoIs go in more chunks.
+MAX_TAPS = 1 << 24
+
+
+def roi_chunks(taps_per_roi: torch.Tensor, limit: int | None = None) -> list[slice]:
+    """Split RoIs into consecutive ranges of about ``limit`` taps each (at least one RoI each).
+
+    Bounds the memory of the flattened tap lists when RoIs are many and large; a single RoI with
+    more taps than the limit still forms one range.
+    """
+    limit = MAX_TAPS if limit is None else limit
+    k = taps_per_roi.numel()
+    cumulative = torch.cumsum(taps_per_roi, 0)
+    if k == 0 or int(cumulative[-1]) <= limit:
+        return [slice(0, k)]
+    # RoIs whose last tap falls in the same block of `limit` taps go together.
+    block = torch.div((cumulative - 1).clamp(min=0), limit, rounding_mode="floor")
+    counts = torch.unique_consecutive(block, return_counts=True)[1].tolist()
+    bounds = [0]
+    for count in counts:  # one iteration per chunk, not per RoI
+        bounds.append(bounds[-1] + count)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def ragged_arange(lengths: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
     """For segments of the given lengths laid end to end: each element's segment and rank in it.
 
@@ -293,9 +317,16 @@ def roi_align(
 
     rows = _axis_profiles(y0, bin_h, grid_h, oh, h)
     cols = _axis_profiles(x0, bin_w, grid_w, ow, w)
-    indices, offsets, weights = separable_bags(batch_index, rows, cols, h, w)
     table = channels_last_table(input, dtype)
-    out = F.embedding_bag(indices, table, offsets, mode="sum", per_sample_weights=weights)
+    outs = []
+    for part in roi_chunks(rows[1].sum(1) * cols[1].sum(1)):
+        indices, offsets, weights = separable_bags(
+            batch_index[part], tuple(t[part] for t in rows), tuple(t[part] for t in cols), h, w
+        )
+        outs.append(
+            F.embedding_bag(indices, table, offsets, mode="sum", per_sample_weights=weights)
+        )
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
     return out.view(k, oh, ow, c).permute(0, 3, 1, 2).to(input.dtype).contiguous()
 
 

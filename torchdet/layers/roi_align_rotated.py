@@ -26,6 +26,7 @@ from .roi_align import (
     compute_dtype,
     convert_rois,
     ragged_arange,
+    roi_chunks,
     true_divide,
 )
 
@@ -48,63 +49,34 @@ def _frame_coordinates(
     return -size[:, None, None] / 2.0 + p * b + (i + 0.5) * b / g
 
 
-def roi_align_rotated(
-    input: torch.Tensor,
-    rois: torch.Tensor | Sequence[torch.Tensor],
-    output_size: int | Sequence[int],
-    spatial_scale: float,
-    sampling_ratio: int,
-) -> torch.Tensor:
-    """RoIAlign over rotated boxes, with Detectron2's semantics.
+def _rotated_bags(
+    batch_index: torch.Tensor,
+    cx: torch.Tensor,
+    cy: torch.Tensor,
+    roi_w: torch.Tensor,
+    roi_h: torch.Tensor,
+    cos_t: torch.Tensor,
+    sin_t: torch.Tensor,
+    bin_h: torch.Tensor,
+    bin_w: torch.Tensor,
+    grid_h: torch.Tensor,
+    grid_w: torch.Tensor,
+    oh: int,
+    ow: int,
+    h: int,
+    w: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``embedding_bag`` inputs of rotated RoIAlign: 4 bilinear taps per sample, one bag per bin.
 
-    Box centres are shifted by -0.5 pixel (always "aligned"); the regular sampling grid of the
-    ``w x h`` box is rotated counter-clockwise by ``angle`` degrees about the centre
-    (``y = yy cos - xx sin + cy``, ``x = yy sin + xx cos + cx``). Samples follow RoIAlign's bilinear
-    rule: zero outside ``[-1, H] x [-1, W]``, else clamped into the map.
-
-    Args:
-        input (Tensor[N, C, H, W]): feature map (float64 computed in float64, anything else in
-            float32; the result has the input's dtype).
-        rois (Tensor[K, 6]): ``batch_index, cx, cy, w, h, angle_degrees`` in input-image pixels, or
-            a list with one Tensor[Ki, 5] (or ``RotatedBoxes``) per image.
-        output_size: ``(oh, ow)`` or an int.
-        spatial_scale: feature map size / input image size.
-        sampling_ratio: samples per bin and axis; ``<= 0`` is adaptive, ``ceil(size / output)``.
+    Args: per-RoI Tensor[K] values (feature-map units; centres already shifted by -0.5), output
+        bins ``oh x ow`` and the feature map size ``h x w``.
 
     Returns:
-        Tensor[K, C, oh, ow]. No gradient flows to ``rois``.
+        indices (Tensor[T] int64) into the ``(N * H * W, C)`` table, offsets (Tensor[K * oh * ow]),
+        per_sample_weights (Tensor[T]).
     """
-    rois = convert_rois(rois, 5)
-    check_feature_map(input, rois, "roi_align_rotated")
-    oh, ow = _pair(output_size, "output_size")
-    n, c, h, w = input.shape
-    k = rois.shape[0]
-    if k == 0 or h == 0 or w == 0:
-        return input.new_zeros((k, c, oh, ow))
-    dtype = compute_dtype(input)
-    boxes = rois.detach().to(dtype)
-    batch_index = boxes[:, 0].to(torch.int64)
-    if int(batch_index.min()) < 0 or int(batch_index.max()) >= n:
-        raise ValueError(f"roi_align_rotated: batch indices must lie in [0, {n}), input has N={n}")
-    scale = torch.tensor(spatial_scale, dtype=dtype)
-    cx = boxes[:, 1] * scale - 0.5
-    cy = boxes[:, 2] * scale - 0.5
-    roi_w = boxes[:, 3] * scale
-    roi_h = boxes[:, 4] * scale
-    if bool((roi_w < 0).any()) or bool((roi_h < 0).any()):
-        raise ValueError("roi_align_rotated: rois must have non-negative width and height")
-    # The reference computes the angle in double and its cosine in the input precision.
-    theta = (boxes[:, 5].to(torch.float64) * (math.pi / 180.0)).to(dtype)
-    cos_t, sin_t = torch.cos(theta), torch.sin(theta)
-    bin_h = true_divide(roi_h, oh)
-    bin_w = true_divide(roi_w, ow)
-    if sampling_ratio > 0:
-        grid_h = torch.full_like(batch_index, sampling_ratio)
-        grid_w = grid_h
-    else:
-        grid_h = torch.ceil(bin_h).to(torch.int64)
-        grid_w = torch.ceil(bin_w).to(torch.int64)
-
+    dtype = cx.dtype
+    k = batch_index.shape[0]
     # Sample coordinates in the RoI frame only depend on (RoI, bin row, iy) and (RoI, bin column,
     # ix): tabulate them per RoI (same evaluation order as the reference), rotated terms included.
     gh_max, gw_max = int(grid_h.max()), int(grid_w.max())
@@ -167,10 +139,76 @@ def roi_align_rotated(
     torch.mul(ly_s, lx, out=weights[:, 3])
     bag_len = (4 * per_bin)[:, None].expand(k, oh * ow).reshape(-1)
     offsets = torch.cumsum(bag_len, 0) - bag_len
+    return indices.view(-1), offsets, weights.view(-1)
+
+
+def roi_align_rotated(
+    input: torch.Tensor,
+    rois: torch.Tensor | Sequence[torch.Tensor],
+    output_size: int | Sequence[int],
+    spatial_scale: float,
+    sampling_ratio: int,
+) -> torch.Tensor:
+    """RoIAlign over rotated boxes, with Detectron2's semantics.
+
+    Box centres are shifted by -0.5 pixel (always "aligned"); the regular sampling grid of the
+    ``w x h`` box is rotated counter-clockwise by ``angle`` degrees about the centre
+    (``y = yy cos - xx sin + cy``, ``x = yy sin + xx cos + cx``). Samples follow RoIAlign's bilinear
+    rule: zero outside ``[-1, H] x [-1, W]``, else clamped into the map.
+
+    Args:
+        input (Tensor[N, C, H, W]): feature map (float64 computed in float64, anything else in
+            float32; the result has the input's dtype).
+        rois (Tensor[K, 6]): ``batch_index, cx, cy, w, h, angle_degrees`` in input-image pixels, or
+            a list with one Tensor[Ki, 5] (or ``RotatedBoxes``) per image.
+        output_size: ``(oh, ow)`` or an int.
+        spatial_scale: feature map size / input image size.
+        sampling_ratio: samples per bin and axis; ``<= 0`` is adaptive, ``ceil(size / output)``.
+
+    Returns:
+        Tensor[K, C, oh, ow]. No gradient flows to ``rois``.
+    """
+    rois = convert_rois(rois, 5)
+    check_feature_map(input, rois, "roi_align_rotated")
+    oh, ow = _pair(output_size, "output_size")
+    n, c, h, w = input.shape
+    k = rois.shape[0]
+    if k == 0 or h == 0 or w == 0:
+        return input.new_zeros((k, c, oh, ow))
+    dtype = compute_dtype(input)
+    boxes = rois.detach().to(dtype)
+    batch_index = boxes[:, 0].to(torch.int64)
+    if int(batch_index.min()) < 0 or int(batch_index.max()) >= n:
+        raise ValueError(f"roi_align_rotated: batch indices must lie in [0, {n}), input has N={n}")
+    scale = torch.tensor(spatial_scale, dtype=dtype)
+    cx = boxes[:, 1] * scale - 0.5
+    cy = boxes[:, 2] * scale - 0.5
+    roi_w = boxes[:, 3] * scale
+    roi_h = boxes[:, 4] * scale
+    if bool((roi_w < 0).any()) or bool((roi_h < 0).any()):
+        raise ValueError("roi_align_rotated: rois must have non-negative width and height")
+    # The reference computes the angle in double and its cosine in the input precision.
+    theta = (boxes[:, 5].to(torch.float64) * (math.pi / 180.0)).to(dtype)
+    cos_t, sin_t = torch.cos(theta), torch.sin(theta)
+    bin_h = true_divide(roi_h, oh)
+    bin_w = true_divide(roi_w, ow)
+    if sampling_ratio > 0:
+        grid_h = torch.full_like(batch_index, sampling_ratio)
+        grid_w = grid_h
+    else:
+        grid_h = torch.ceil(bin_h).to(torch.int64)
+        grid_w = torch.ceil(bin_w).to(torch.int64)
+
     table = channels_last_table(input, dtype)
-    out = F.embedding_bag(
-        indices.view(-1), table, offsets, mode="sum", per_sample_weights=weights.view(-1)
-    )
+    per_roi = (grid_h * grid_w) * (4 * oh * ow)  # taps of each RoI
+    per_roi_args = (batch_index, cx, cy, roi_w, roi_h, cos_t, sin_t, bin_h, bin_w, grid_h, grid_w)
+    outs = []
+    for part in roi_chunks(per_roi):
+        indices, offsets, weights = _rotated_bags(*(t[part] for t in per_roi_args), oh, ow, h, w)
+        outs.append(
+            F.embedding_bag(indices, table, offsets, mode="sum", per_sample_weights=weights)
+        )
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
     return out.view(k, oh, ow, c).permute(0, 3, 1, 2).to(input.dtype).contiguous()
 
 

@@ -23,6 +23,7 @@ from .roi_align import (
     compute_dtype,
     convert_rois,
     ragged_arange,
+    roi_chunks,
     true_divide,
 )
 
@@ -50,6 +51,39 @@ def _bin_edges(
     begin = torch.floor(p * bin_size).to(torch.int64) + start[:, None]
     end = torch.ceil((p + 1) * bin_size).to(torch.int64) + start[:, None]
     return begin.clamp(0, length), end.clamp(0, length)
+
+
+def _pool_bags(
+    batch_index: torch.Tensor,
+    row_begin: torch.Tensor,
+    row_len: torch.Tensor,
+    col_begin: torch.Tensor,
+    col_len: torch.Tensor,
+    h: int,
+    w: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ``embedding_bag`` bag per bin, holding the bin's pixels.
+
+    Args:
+        batch_index (Tensor[K]); row_begin, row_len (Tensor[K, P]); col_begin, col_len
+            (Tensor[K, Q]): the bins' clipped pixel ranges.
+
+    Returns:
+        indices (Tensor[T] int64) into the ``(N * H * W, C)`` table, bins in (k, p, q) order and
+        pixels row-major inside a bin; offsets (Tensor[K * P * Q]) where each bin starts.
+    """
+    k, oh = row_len.shape
+    ow = col_len.shape[1]
+    rows = row_len[:, :, None].expand(k, oh, ow).reshape(-1)
+    cols = col_len[:, None, :].expand(k, oh, ow).reshape(-1)
+    sizes = rows * cols
+    bag, rank = ragged_arange(sizes, int(sizes.sum()))
+    r, s = rank // cols[bag], rank % cols[bag]
+    kk = bag // (oh * ow)
+    p, q = (bag // ow) % oh, bag % ow
+    y = row_begin[kk, p] + r
+    x = col_begin[kk, q] + s
+    return (batch_index[kk] * h + y) * w + x, torch.cumsum(sizes, 0) - sizes
 
 
 def roi_pool(
@@ -92,22 +126,18 @@ def roi_pool(
     row_begin, row_end = _bin_edges(y0, (y1 - y0 + 1).clamp(min=1), oh, h, dtype)
     col_begin, col_end = _bin_edges(x0, (x1 - x0 + 1).clamp(min=1), ow, w, dtype)
 
-    # One entry per (bin, pixel): bins in (k, p, q) order, pixels row-major inside the bin.
-    rows = (row_end - row_begin).clamp(min=0)[:, :, None].expand(k, oh, ow).reshape(-1)
-    cols = (col_end - col_begin).clamp(min=0)[:, None, :].expand(k, oh, ow).reshape(-1)
-    sizes = rows * cols
-    total = int(sizes.sum())
-    bag, rank = ragged_arange(sizes, total)
-    r, s = rank // cols[bag], rank % cols[bag]
-    kk = bag // (oh * ow)
-    p, q = (bag // ow) % oh, bag % ow
-    y = row_begin[kk, p] + r
-    x = col_begin[kk, q] + s
-    indices = (batch_index[kk] * h + y) * w + x
-    offsets = torch.cumsum(sizes, 0) - sizes
-    # A fused gather + max per bin: the (pixels x C) values are never materialised. Empty bins
-    # come back as 0.
-    out = F.embedding_bag(indices, channels_last_table(input, dtype), offsets, mode="max")
+    row_len = (row_end - row_begin).clamp(min=0)  # (K, oh)
+    col_len = (col_end - col_begin).clamp(min=0)  # (K, ow)
+    table = channels_last_table(input, dtype)
+    outs = []
+    for part in roi_chunks(row_len.sum(1) * col_len.sum(1)):
+        indices, offsets = _pool_bags(
+            batch_index[part], row_begin[part], row_len[part], col_begin[part], col_len[part], h, w
+        )
+        # A fused gather + max per bin: the (pixels x C) values are never materialised. Empty
+        # bins come back as 0.
+        outs.append(F.embedding_bag(indices, table, offsets, mode="max"))
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
     return out.view(k, oh, ow, c).permute(0, 3, 1, 2).to(input.dtype).contiguous()
 
 
