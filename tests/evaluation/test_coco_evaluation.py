@@ -313,3 +313,70 @@ def test_unknown_task_and_missing_json():
     register_coco_instances(name, {}, "/nonexistent/x.json", "/nonexistent")
     with pytest.raises(FileNotFoundError, match="/nonexistent/x.json"):
         COCOEvaluator(name, distributed=False)
+
+
+# -- other paths ----------------------------------------------------------------------------
+
+
+def test_box_proposals_recall(tmp_path):
+    # gt boxes (XYXY) [0, 0, 100, 100] (area 10000: "large") and [200, 200, 250, 250];
+    # proposals: [0, 0, 100, 68] (IoU 0.68: recalled at 0.50 .. 0.65) and an exact one.
+    # AR = (4 * 2/2 + 6 * 1/2) / 10 = 0.7
+    name = _gt_json(tmp_path, [{"bbox": _box(0, 0, 100, 100)}, {"bbox": _box(200, 200, 50, 50)}])
+    props = Instances((300, 300))
+    props.proposal_boxes = Boxes(torch.tensor([[0.0, 0.0, 100.0, 68.0], [200, 200, 250, 250]]))
+    props.objectness_logits = torch.tensor([1.0, 0.5])
+    ev = COCOEvaluator(name, distributed=False, output_dir=str(tmp_path / "out"))
+    ev.process([{"image_id": 1}], [{"proposals": props}])
+    res = ev.evaluate()["box_proposals"]
+    assert res["AR@100"] == pytest.approx(70.0)
+    assert res["AR@1000"] == pytest.approx(70.0)
+    assert res["ARl@100"] == pytest.approx(40.0)  # only the first gt is large: 4 / 10
+    assert res["ARm@100"] == pytest.approx(100.0)  # 2500 px: medium, found exactly
+    assert math.isnan(res["ARs@100"])  # no small ground truth
+    assert (tmp_path / "out" / "box_proposals.pkl").is_file()
+
+
+def test_dataset_without_json_is_converted(tmp_path):
+    from torchdet.data import DatasetCatalog
+    from torchdet.structures import BoxMode
+
+    name = f"evaltest_{uuid.uuid4().hex[:8]}"
+    records = [
+        {
+            "file_name": "a.jpg",
+            "image_id": 5,
+            "height": 64,
+            "width": 64,
+            "annotations": [
+                {"bbox": [8.0, 8.0, 40.0, 40.0], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 1}
+            ],
+        }
+    ]
+    DatasetCatalog.register(name, lambda: records)
+    MetadataCatalog.get(name).thing_classes = ["a", "b"]
+    with pytest.raises(ValueError, match="output_dir"):
+        COCOEvaluator(name, distributed=False)
+    ev = COCOEvaluator(name, distributed=False, output_dir=str(tmp_path))
+    assert (tmp_path / f"{name}_coco_format.json").is_file()
+    inst = Instances((64, 64))
+    inst.pred_boxes = Boxes(torch.tensor([[8.0, 8.0, 40.0, 40.0], [8.0, 8.0, 40.0, 40.0]]))
+    inst.scores = torch.tensor([0.9, 0.8])
+    inst.pred_classes = torch.tensor([1, 0])
+    ev.process([{"image_id": 5}], [{"instances": inst}])
+    res = ev.evaluate()["bbox"]
+    assert res["AP-b"] == pytest.approx(100.0)
+    assert math.isnan(res["AP-a"])
+
+
+def test_max_dets_official_path_agrees(tmp_path):
+    name = _gt_json(tmp_path, [{"bbox": _box(0, 0, 40, 40)}, {"bbox": _box(50, 0, 40, 40)}])
+    dets = [_det(_box(50, 50, 10, 10 + i), 0.9 - 0.01 * i) for i in range(11)]
+    dets += [_det(_box(0, 0, 40, 40), 0.95), _det(_box(50, 0, 40, 40), 0.1)]
+    fast = COCOEvaluator(name, distributed=False, max_dets_per_image=11).evaluate_results(dets)
+    slow = COCOEvaluator(
+        name, distributed=False, max_dets_per_image=11, use_fast_impl=False
+    ).evaluate_results(dets)
+    # the top 11 by score: one TP then 10 FPs; the second TP (rank 13) is cut:
+    # precision 1 up to recall 0.5 (51 of 101 recall thresholds), 0 beyond
+    assert fast["bbox"]["AP"] == slow["bbox"]["AP"] == pytest.approx(100 * 51 / 101)

@@ -149,3 +149,51 @@ def test_parity_panoptic_fpn(parity_dir, shapes_dir, tmp_path):
     assert [a["segments_info"] for a in sorted(mine, key=key)] == [
         a["segments_info"] for a in sorted(theirs, key=key)
     ]
+
+
+def test_label_divisor_maps_without_segments_info(tmp_path):
+    """Panoptic-DeepLab style output (category * divisor + instance, -1 VOID) is converted to
+    segments; a perfect prediction gives PQ 100."""
+    from PIL import Image
+
+    from torchdet.evaluation.panoptic_evaluation import id2rgb
+
+    gt_dir = tmp_path / "pan"
+    gt_dir.mkdir()
+    gt_ids = np.zeros((4, 6), dtype=np.int64)
+    gt_ids[:, :3], gt_ids[:, 3:] = 1, 2
+    Image.fromarray(id2rgb(gt_ids)).save(gt_dir / "im.png")
+    gt_json = tmp_path / "pan.json"
+    gt_json.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 3, "file_name": "im.jpg", "height": 4, "width": 6}],
+                "categories": [{"id": 7, "isthing": 1}, {"id": 9, "isthing": 0}],
+                "annotations": [
+                    {
+                        "image_id": 3,
+                        "file_name": "im.png",
+                        "segments_info": [
+                            {"id": 1, "category_id": 7, "area": 12, "iscrowd": 0},
+                            {"id": 2, "category_id": 9, "area": 12, "iscrowd": 0},
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    name = "evaltest_pan_divisor"
+    MetadataCatalog.get(name).set(
+        panoptic_json=str(gt_json),
+        panoptic_root=str(gt_dir),
+        thing_dataset_id_to_contiguous_id={7: 0},
+        stuff_dataset_id_to_contiguous_id={9: 1},
+        label_divisor=1000,
+    )
+    pred = torch.full((4, 6), 1 * 1000, dtype=torch.int32)  # stuff, contiguous 1
+    pred[:, :3] = 0 * 1000 + 5  # thing, contiguous 0, instance 5
+    ev = COCOPanopticEvaluator(name)
+    ev.process([{"image_id": 3, "file_name": "im.jpg"}], [{"panoptic_seg": (pred, None)}])
+    res = ev.evaluate()["panoptic_seg"]
+    assert res["PQ"] == pytest.approx(100.0)
+    assert res["PQ_th"] == pytest.approx(100.0) and res["PQ_st"] == pytest.approx(100.0)

@@ -616,8 +616,8 @@ def _evaluate_box_proposals(
     }
 
 
-class COCOevalMaxDets(COCOeval_opt):
-    """COCOeval whose AP statistics use the custom ``params.maxDets[2]`` instead of 100."""
+class _MaxDetsSummary:
+    """``summarize`` with AP statistics at the custom ``params.maxDets[2]`` instead of 100."""
 
     def summarize(self) -> None:
         p = self.params
@@ -664,6 +664,14 @@ class COCOevalMaxDets(COCOeval_opt):
         self.stats = stats
 
 
+class COCOevalMaxDets(_MaxDetsSummary, COCOeval_opt):
+    """COCOeval whose AP statistics use the custom ``params.maxDets[2]`` instead of 100."""
+
+
+class _COCOevalMaxDetsOfficial(_MaxDetsSummary, COCOeval):
+    """:class:`COCOevalMaxDets` on pycocotools' own evaluate/accumulate."""
+
+
 def _evaluate_predictions_on_coco(
     coco_gt: COCO,
     coco_results: list[dict],
@@ -695,9 +703,8 @@ def _evaluate_predictions_on_coco(
         if len(max_dets_per_image) < 3:
             raise ValueError("COCOeval requires max_dets_per_image to have length at least 3")
         if max_dets_per_image[2] != 100:
-            if not use_fast_impl:
-                raise ValueError("max_dets_per_image != 100 needs use_fast_impl=True")
-            coco_eval = COCOevalMaxDets(coco_gt, coco_dt, iou_type)
+            cls = COCOevalMaxDets if use_fast_impl else _COCOevalMaxDetsOfficial
+            coco_eval = cls(coco_gt, coco_dt, iou_type)
     if iou_type != "keypoints":
         coco_eval.params.maxDets = list(max_dets_per_image)
     if img_ids is not None:

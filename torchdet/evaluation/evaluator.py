@@ -167,6 +167,7 @@ def inference_on_dataset(
     num_warmup = min(5, total - 1) if total else 5
     start_time = time.perf_counter()
     total_data_time = total_compute_time = total_eval_time = 0.0
+    num_images = 0
     idx = -1
     with ExitStack() as stack:
         if isinstance(model, nn.Module):
@@ -178,6 +179,11 @@ def inference_on_dataset(
             if idx == num_warmup:
                 start_time = time.perf_counter()
                 total_data_time = total_compute_time = total_eval_time = 0.0
+                num_images = 0
+            try:
+                num_images += len(inputs)
+            except TypeError:
+                num_images += 1
             start_compute_time = time.perf_counter()
             outputs = model(inputs)
             if torch.cuda.is_available():
@@ -190,7 +196,7 @@ def inference_on_dataset(
 
     num_done = idx + 1
     total_time = time.perf_counter() - start_time
-    timed = max(num_done - num_warmup, 0) if num_done > num_warmup else 0
+    timed = max(num_done - num_warmup, 0)
     if timed > 0:
         logger.info(
             "Total inference time: %s (%.6f s / iter per device, on %d devices)",
@@ -203,6 +209,16 @@ def inference_on_dataset(
             str(datetime.timedelta(seconds=int(total_compute_time))),
             total_compute_time / timed,
             num_devices,
+        )
+        logger.info(
+            "Per image: %.6f s total, %.6f s compute, %.6f s data, %.6f s evaluator "
+            "(%d images after %d warm-up iterations)",
+            total_time / max(num_images, 1),
+            total_compute_time / max(num_images, 1),
+            total_data_time / max(num_images, 1),
+            total_eval_time / max(num_images, 1),
+            num_images,
+            num_warmup,
         )
     results = evaluator.evaluate()
     # An evaluator may return None on non-main processes; callers expect a dict.

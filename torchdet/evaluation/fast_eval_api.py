@@ -207,6 +207,10 @@ class COCOeval_opt(COCOeval):
         matched_ign = np.zeros((n_det, num_a, num_t), dtype=bool)
         matched_gt = np.full((n_det, num_t), -1, dtype=np.int64)  # global gt index, area "all"
         thrs = np.minimum(np.asarray(p.iouThrs, dtype=np.float64), 1 - 1e-10)
+        if any(u is not None and u.dtype == np.float32 for u in unit_ious):
+            # float32 IoUs (rotated boxes, computed by torch) are compared with the threshold
+            # rounded to float32, as torch's scalar comparison does in Detectron2's evaluation.
+            thrs = thrs.astype(np.float32).astype(np.float64)
 
         # Only units with both detections and ground truth need matching; bucket them by padded
         # sizes so one vectorised pass handles thousands of units.
