@@ -31,8 +31,10 @@ from .rotated_boxes import iou_rotated_pairs, pairwise_iou_rotated
 
 __all__ = ["batched_nms", "batched_nms_rotated", "nms", "nms_rotated"]
 
-# Above this many candidate pairs, the sweep's pairs are evaluated in chunks of this size.
-_PAIR_CHUNK = 1 << 16
+# Candidate pairs are evaluated in chunks of about this many: small enough to stay in cache and
+# below ATen's parallel grain (32768), so elementwise ops run serially; on a shared CPU a 2-thread
+# parallel region per op stalls whenever the other thread is descheduled.
+_PAIR_CHUNK = 1 << 14
 # Above this many candidate pairs in total, boxes overlap heavily, so few survive: the blocked
 # dense greedy (cost ~ kept * N) is then cheaper than listing the pairs.
 _MAX_SWEEP_PAIRS = 1 << 25
@@ -144,31 +146,37 @@ def _greedy_from_edges(n: int, src: torch.Tensor, dst: torch.Tensor) -> torch.Te
     Returns:
         Tensor[n] bool: kept ranks.
     """
+    # Index ops below are index_select / masked_select / index_fill_ / masked_fill_ rather than
+    # advanced indexing: on CPU those run serially on these sizes, and a 2-thread parallel region
+    # per call stalls badly when the CPU is shared.
     device = src.device
     undecided, kept, suppressed = 0, 1, 2
     state = torch.zeros(n, dtype=torch.int8, device=device)
-    state[torch.bincount(dst, minlength=n) == 0] = kept
-    for _ in range(_RELAX_ROUNDS):
+    state.masked_fill_(torch.bincount(dst, minlength=n) == 0, kept)
+
+    def suppress_and_prune(src: torch.Tensor, dst: torch.Tensor):
         # Boxes with a kept higher-scored neighbour are suppressed.
-        state[dst[state[src] == kept]] = suppressed
+        state.index_fill_(0, dst.masked_select(state.index_select(0, src) == kept), suppressed)
         # Edges from suppressed boxes never matter; edges into decided boxes no longer do. What
         # is left only links undecided boxes.
-        live = (state[src] != suppressed) & (state[dst] == undecided)
-        src, dst = src[live], dst[live]
+        src_state = state.index_select(0, src)
+        live = (src_state != suppressed) & (state.index_select(0, dst) == undecided)
+        return src.masked_select(live), dst.masked_select(live)
+
+    for _ in range(_RELAX_ROUNDS):
+        src, dst = suppress_and_prune(src, dst)
         if src.numel() == 0:
             break
         # Undecided boxes whose every higher-scored neighbour was suppressed are kept.
-        free = (state == undecided) & (torch.bincount(dst, minlength=n) == 0)
-        state[free] = kept
+        state.masked_fill_((state == undecided) & (torch.bincount(dst, minlength=n) == 0), kept)
     else:
-        state[dst[state[src] == kept]] = suppressed
-        live = (state[src] != suppressed) & (state[dst] == undecided)
-        src, dst = src[live], dst[live]
+        src, dst = suppress_and_prune(src, dst)
         if src.numel() > 0:
             rest = torch.nonzero(state == undecided)[:, 0]
             rest_kept = _greedy_sequential_blocks(n, rest, src, dst)
-            state[rest] = torch.where(rest_kept, kept, suppressed).to(torch.int8)
-    state[state == undecided] = kept
+            rest_state = torch.where(rest_kept, kept, suppressed).to(torch.int8)
+            state.scatter_(0, rest, rest_state)
+    state.masked_fill_(state == undecided, kept)
     return state == kept
 
 
@@ -180,24 +188,27 @@ def _greedy_sequential_blocks(
     m = nodes.shape[0]
     device = nodes.device
     local = torch.full((n,), -1, dtype=torch.int64, device=device)
-    local[nodes] = torch.arange(m, device=device)
-    ls, ld = local[src], local[dst]
+    local.scatter_(0, nodes, torch.arange(m, device=device))
+    ls, ld = local.index_select(0, src), local.index_select(0, dst)
     ld, by_dst = torch.sort(ld, stable=True)
-    ls = ls[by_dst]
+    ls = ls.index_select(0, by_dst)
     starts = torch.arange(0, m + _SEQ_BLOCK, _SEQ_BLOCK, device=device).clamp_(max=m)
     bounds = torch.searchsorted(ld, starts).tolist()
     keep = torch.zeros(m, dtype=torch.bool, device=device)
     for k, b0 in enumerate(range(0, m, _SEQ_BLOCK)):
-        b1 = min(m, b0 + _SEQ_BLOCK)
-        s_blk, d_blk = ls[bounds[k] : bounds[k + 1]] - b0, ld[bounds[k] : bounds[k + 1]] - b0
+        size = min(m, b0 + _SEQ_BLOCK) - b0
+        s_blk = ls[bounds[k] : bounds[k + 1]] - b0
+        d_blk = ld[bounds[k] : bounds[k + 1]] - b0
         inside = s_blk >= 0
-        alive = torch.ones(b1 - b0, dtype=torch.bool, device=device)
         # Suppressed by a kept box of an earlier block.
         outside = ~inside
-        alive[d_blk[outside][keep[s_blk[outside] + b0]]] = False
-        sup = torch.zeros(b1 - b0, b1 - b0, dtype=torch.bool, device=device)
-        sup[s_blk[inside], d_blk[inside]] = True
-        keep[b0:b1] = _greedy_within_block(sup, alive)
+        by_kept = keep.index_select(0, s_blk.masked_select(outside) + b0)
+        alive = torch.ones(size, dtype=torch.bool, device=device)
+        alive.index_fill_(0, d_blk.masked_select(outside).masked_select(by_kept), False)
+        sup = torch.zeros(size * size, dtype=torch.bool, device=device)
+        flat = s_blk.masked_select(inside) * size + d_blk.masked_select(inside)
+        sup.index_fill_(0, flat, True)
+        keep[b0 : b0 + size] = _greedy_within_block(sup.view(size, size), alive)
     return keep
 
 
@@ -242,18 +253,18 @@ def _greedy_dense(
     removed = torch.zeros(n, dtype=torch.bool, device=device)
     for start in range(0, n, _DENSE_BLOCK):
         end = min(n, start + _DENSE_BLOCK)
-        alive = torch.arange(start, end, device=device)[~removed[start:end]]
+        alive = torch.arange(start, end, device=device).masked_select(~removed[start:end])
         if alive.numel() == 0:
             continue
         sup = torch.triu(iou_fn(alive, alive), diagonal=1)
         keep = _greedy_within_block(sup)
-        removed[alive[~keep]] = True
-        kept = alive[keep]
+        removed.index_fill_(0, alive.masked_select(~keep), True)
+        kept = alive.masked_select(keep)
         if end < n:
-            later = torch.arange(end, n, device=device)
-            later = later[~removed[end:]]
+            later = torch.arange(end, n, device=device).masked_select(~removed[end:])
             if later.numel() > 0:
-                removed[later] |= iou_fn(kept, later).any(0)
+                hit = iou_fn(kept, later).any(0)
+                removed.index_fill_(0, later.masked_select(hit), True)
     return ~removed
 
 
@@ -354,42 +365,55 @@ def _sweep_pairs(
     if total > _BAND_PAIRS_PER_BOX * n + 8192:
         # Pass 2: cells of (group, y0 band); query the own and the two adjacent bands.
         y0 = torch.where(valid, y0, zero)
-        ymin = float(y0[valid].min())
-        band = max(band, (float(y0[valid].max()) - ymin) / 65536.0)  # bounds the band count
+        y_lo_hi = torch.stack([y0.where(valid, math.inf).min(), y0.where(valid, -math.inf).max()])
+        ymin, ymax = y_lo_hi.tolist()
+        band = max(band, (ymax - ymin) / 65536.0)  # bounds the number of bands
         cell = torch.floor((y0 - ymin) / band).to(torch.int64) + 1  # 0 and nbands+1 pad
         if groups is not None:
             cell = cell + groups.to(torch.int64) * (int(cell.max()) + 2)
         skey, perm, s_base, s_x0, s_reach, s_valid = sort_cells(cell)
-        starts, counts = [], []
-        for dc in (-1.0, 0.0, 1.0):
-            shifted = s_base + dc * big if dc else s_base
-            hi = torch.searchsorted(skey, shifted + s_reach, right=True)
-            lo = pos + 1 if dc == 0 else torch.searchsorted(skey, shifted + s_x0)
-            starts.append(lo)
-            counts.append(torch.where(s_valid, (hi - lo).clamp_(min=0), 0))
-        start, count = torch.cat(starts), torch.cat(counts)
+        # One search for all upper ends (bands below, own, above), one for the lower ends.
+        below, above = s_base - big, s_base + big
+        hi = torch.searchsorted(
+            skey, torch.cat([below + s_reach, s_base + s_reach, above + s_reach]), right=True
+        )
+        lo = torch.searchsorted(skey, torch.cat([below + s_x0, above + s_x0]))
+        start = torch.cat([lo[:n], pos + 1, lo[n:]])
+        count = torch.where(s_valid.repeat(3), (hi - start).clamp_(min=0), 0)
         owner = pos.repeat(3)
         total = int(count.sum())
 
     if total > _MAX_SWEEP_PAIRS:
         return None
     cum = torch.cumsum(count, 0)
+    # Chunks of whole queries with about _PAIR_CHUNK pairs each (one query may exceed it).
+    targets = torch.arange(_PAIR_CHUNK, total + _PAIR_CHUNK, _PAIR_CHUNK, device=device)
+    ends = torch.searchsorted(cum, targets, right=True).clamp_(max=count.shape[0])
+    bounds = sorted({0, count.shape[0], *ends.tolist()})
+    last_of_chunk = torch.tensor(bounds[1:], device=device) - 1
+    done = [0, *cum.index_select(0, last_of_chunk).tolist()]  # pairs before each chunk boundary
 
     def chunks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        nq = count.shape[0]
-        first = 0
-        while first < nq:
-            done = int(cum[first - 1]) if first > 0 else 0
-            if done >= total:
-                return
-            last = int(torch.searchsorted(cum, done + _PAIR_CHUNK, right=True))
-            last = min(nq, max(last, first + 1))
+        for k in range(len(bounds) - 1):
+            first, last = bounds[k], bounds[k + 1]
+            p = done[k + 1] - done[k]
+            if p == 0:
+                continue
             c = count[first:last]
-            a = owner[first:last].repeat_interleave(c)
+            # Expand queries into pairs without repeat_interleave (parallel with a tiny grain on
+            # CPU): mark where each non-empty query's pairs start, and a running sum gives each
+            # pair its query.
+            nonempty = torch.nonzero(c)[:, 0]
+            c = c.index_select(0, nonempty)
+            offset = torch.cumsum(c, 0) - c
+            marks = torch.zeros(p, dtype=torch.int64, device=device)
+            marks.scatter_add_(0, offset[1:], torch.ones_like(offset[1:]))
+            seg = torch.cumsum(marks, 0)
+            query = nonempty.index_select(0, seg) + first
             # Sorted position of each pair's partner: its query's start + its index in the range.
-            offs = (start[first:last] - (torch.cumsum(c, 0) - c)).repeat_interleave(c)
-            yield a, torch.arange(a.shape[0], device=device) + offs
-            first = last
+            partner = torch.arange(p, device=device).sub_(offset.index_select(0, seg))
+            partner += start.index_select(0, query)
+            yield owner.index_select(0, query), partner
 
     return perm, chunks()
 
@@ -438,8 +462,7 @@ def _nms_impl(
 
     keep_rank = None
     if t >= 0:  # also False for NaN
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(n, device=device)
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=device))
         x0, y0, x1, y1 = boxes.double().unbind(1)
         w, h = x1 - x0, y1 - y0
         valid = torch.isfinite(boxes).all(1) & (w > 0) & (h > 0)
@@ -614,8 +637,7 @@ def _nms_rotated_impl(boxes: torch.Tensor, scores: torch.Tensor, t: float) -> to
     keep_rank = None
     # With t <= 0 even disjoint boxes suppress each other (IoU 0 >= t): dense path.
     if t > 0:
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(n, device=device)
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(n, device=device))
         cx, cy, w, h, angle = boxes.double().unbind(1)
         area = w * h
         # Detectron2 gives IoU 0 for boxes under 1e-14 in area, so they never suppress.
@@ -647,10 +669,9 @@ def _nms_rotated_impl(boxes: torch.Tensor, scores: torch.Tensor, t: float) -> to
             def pair_test(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
                 # The exact kernel is costly: first drop pairs that cannot reach IoU t.
                 maybe = _rotated_iou_may_reach(geometry, a, b, t * (1 - 1e-6))
-                a, b = a[maybe], b[maybe]
-                hit = maybe.clone()
-                hit[maybe] = iou_rotated_pairs(s_boxes[a], s_boxes[b]) > t_eff
-                return hit
+                a, b = a.masked_select(maybe), b.masked_select(maybe)
+                iou = iou_rotated_pairs(s_boxes.index_select(0, a), s_boxes.index_select(0, b))
+                return maybe.masked_scatter(maybe, iou > t_eff)
 
             edges = _edges_from_pairs(pairs, rank.index_select(0, perm), pair_test)
             keep_rank = _greedy_from_edges(n, *edges)
