@@ -286,3 +286,46 @@ def test_deformable_stages_from_config(parity_dir):
     modulated = build_resnet_backbone(cfg, ShapeSpec(channels=3))
     assert modulated.res5[0].conv2_offset.out_channels == 2 * 27
     assert modulated(x)["res5"].shape == (1, 512, 2, 2)
+
+
+@pytest.mark.parametrize("norm", ["BN", "GN", ""])
+def test_trainable_norms_run_channels_last_like_contiguous(norm):
+    """Non-frozen norms (and none) give the same outputs and gradients in either layout."""
+    torch.manual_seed(0)
+    stages = [
+        ResNet.make_stage(
+            BottleneckBlock,
+            1,
+            in_channels=c_in,
+            out_channels=c_out,
+            bottleneck_channels=32,
+            stride=s,
+            norm=norm,
+        )
+        for c_in, c_out, s in ((32, 64, 1), (64, 96, 2), (96, 128, 2), (128, 160, 2))
+    ]
+    model = ResNet(BasicStem(3, 32, norm), stages, out_features=["res3", "res5"]).train()
+    x = torch.randn(2, 3, 64, 64)
+    out = model(x)
+    loss = out["res3"].square().mean() + out["res5"].mean()
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+
+    # the same network evaluated module by module in NCHW (each Conv2d's own forward)
+    def block(b, t):
+        y = F.relu(b.conv1(t))
+        y = F.relu(b.conv2(y))
+        y = b.conv3(y)
+        return F.relu(y + (b.shortcut(t) if b.shortcut is not None else t))
+
+    t = F.max_pool2d(F.relu(model.stem.conv1(x)), 3, 2, 1)
+    refs = {}
+    for name, stage in zip(model.stage_names, model.stages):
+        t = block(stage[0], t)
+        refs[name] = t
+    ref_loss = refs["res3"].square().mean() + refs["res5"].mean()
+    ref_loss.backward()
+    assert torch.allclose(loss, ref_loss, rtol=1e-4)
+    for n, p in model.named_parameters():
+        assert _max_rel_err(grads[n], p.grad) < 1e-3, n
