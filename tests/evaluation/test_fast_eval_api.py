@@ -143,3 +143,20 @@ def test_accumulate_before_evaluate_raises():
         ev = COCOeval_opt(coco, coco.loadRes(dets), "bbox")
     with pytest.raises(RuntimeError, match="evaluate"):
         ev.accumulate()
+
+
+def test_batched_box_iou_is_bit_identical_to_pycocotools():
+    import pycocotools.mask as mask_util
+
+    from torchdet.evaluation.fast_eval_api import _box_iou_xywh
+
+    rng = np.random.default_rng(11)
+    dt = np.concatenate([rng.uniform(0, 50, (40, 2)), rng.uniform(0, 40, (40, 2))], 1)
+    gt = np.concatenate([rng.uniform(0, 50, (30, 2)), rng.uniform(0, 40, (30, 2))], 1)
+    gt[:5] = dt[:5]  # exact copies: IoU 1
+    gt[5, 2] = 0.0  # a degenerate box
+    crowd = rng.uniform(size=30) < 0.3
+    ref = mask_util.iou(dt.tolist(), gt.tolist(), crowd.astype(np.uint8).tolist())
+    ours = _box_iou_xywh(dt[None], gt[None], crowd[None])[0]
+    assert np.array_equal(ref, ours)
+    assert ours[np.arange(5), np.arange(5)][~crowd[:5]] == pytest.approx(1.0)

@@ -104,12 +104,35 @@ def _match_bucket(
     return matched, ignored, gt_index
 
 
+def _box_iou_xywh(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """pycocotools' box IoU (``bbIou`` in maskApi.c), batched, with the same operations.
+
+    Args:
+        dt (ndarray[U, D, 4] float64), gt (ndarray[U, G, 4] float64): XYWH boxes.
+        crowd (ndarray[U, G] bool): crowd ground truth, whose IoU is intersection / detection
+            area.
+
+    Returns:
+        ndarray[U, D, G] float64.
+    """
+    dx, dy, dw, dh = (dt[:, :, None, i] for i in range(4))  # (U, D, 1)
+    gx, gy, gw, gh = (gt[:, None, :, i] for i in range(4))  # (U, 1, G)
+    w = np.minimum(dw + dx, gw + gx) - np.maximum(dx, gx)
+    h = np.minimum(dh + dy, gh + gy) - np.maximum(dy, gy)
+    inter = w * h
+    union = np.where(crowd[:, None, :], dw * dh, dw * dh + gw * gh - inter)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / union
+    return np.where((w > 0) & (h > 0), iou, 0.0)
+
+
 class COCOeval_opt(COCOeval):
     """pycocotools ``COCOeval`` with vectorised ``evaluate`` and ``accumulate``.
 
     Same constructor, parameters and statistics as ``pycocotools.cocoeval.COCOeval``.
     ``self.evalImgs`` is not filled (it is a list of per-image dicts only the slow path needs);
-    the per-detection results are in :attr:`det_results` instead.
+    the per-detection results are in :attr:`det_results` instead, and ``self.ious`` is only
+    filled for masks and keypoints (box IoUs are computed in batches).
     """
 
     def evaluate(self) -> None:
@@ -147,7 +170,12 @@ class COCOeval_opt(COCOeval):
             imgs = {i for i, _ in self._gts} | {i for i, _ in self._dts}
             keys = sorted((img_pos[i], 0, i, -1) for i in imgs if i in img_pos)
 
+        # Axis-aligned box IoUs are computed here for all units at once (pycocotools' formula,
+        # so bit-identical); a subclass with its own computeIoU (rotated boxes) keeps it.
+        box_iou = p.iouType == "bbox" and type(self).computeIoU is COCOeval.computeIoU
         self.ious = {}
+        det_box: list = []
+        gt_box: list = []
         det_score, det_area, det_unit, det_rank, det_id = [], [], [], [], []
         gt_area, gt_ignore, gt_crowd, gt_id, gt_unit = [], [], [], [], []
         unit_img, unit_cat, unit_ious, unit_nd, unit_ng = [], [], [], [], []
@@ -157,10 +185,15 @@ class COCOeval_opt(COCOeval):
             else:
                 gts = [g for c in p.catIds for g in self._gts[img, c]]
                 dts = [d for c in p.catIds for d in self._dts[img, c]]
-            ious = compute_iou(img, cat)
-            self.ious[img, cat] = ious
             order = np.argsort([-d["score"] for d in dts], kind="mergesort")[:max_det]
             dts = [dts[i] for i in order]
+            if box_iou:
+                ious = None
+                det_box += [d["bbox"] for d in dts]
+                gt_box += [g["bbox"] for g in gts]
+            else:
+                ious = compute_iou(img, cat)
+                self.ious[img, cat] = ious
             det_score += [d["score"] for d in dts]
             det_area += [d["area"] for d in dts]
             det_id += [d["id"] for d in dts]
@@ -173,7 +206,7 @@ class COCOeval_opt(COCOeval):
             gt_unit.append(np.full(len(gts), u))
             unit_img.append(ipos)
             unit_cat.append(kpos)
-            unit_ious.append(ious if len(ious) else None)
+            unit_ious.append(ious if ious is not None and len(ious) else None)
             unit_nd.append(len(dts))
             unit_ng.append(len(gts))
 
@@ -214,31 +247,52 @@ class COCOeval_opt(COCOeval):
 
         # Only units with both detections and ground truth need matching; bucket them by padded
         # sizes so one vectorised pass handles thousands of units.
-        to_match = [u for u in range(len(keys)) if unit_ious[u] is not None]
+        if box_iou:
+            det_box = np.asarray(det_box, dtype=np.float64).reshape(-1, 4)
+            gt_box = np.asarray(gt_box, dtype=np.float64).reshape(-1, 4)
+            to_match = np.flatnonzero((unit_nd > 0) & (unit_ng > 0)).tolist()
+        else:
+            to_match = [u for u in range(len(keys)) if unit_ious[u] is not None]
         buckets: dict[tuple[int, int], list[int]] = {}
         for u in to_match:
             buckets.setdefault((_pad_size(unit_nd[u]), _pad_size(unit_ng[u])), []).append(u)
-        for (pd, pg), units in buckets.items():
-            units = np.asarray(units)[np.argsort(-unit_nd[units], kind="stable")]
-            nu = len(units)
-            ious = np.full((nu, pd, pg), -1.0)
-            ign = np.zeros((nu, num_a, pg), dtype=bool)
-            crowd = np.zeros((nu, pg), dtype=bool)
-            nonzero = np.zeros((nu, pg), dtype=bool)
-            for j, u in enumerate(units):
-                nd, ng, g0 = unit_nd[u], unit_ng[u], gt_start[u]
-                ious[j, :nd, :ng] = unit_ious[u][:nd]
-                ign[j, :, :ng] = gt_ign_a[g0 : g0 + ng].T
-                crowd[j, :ng] = gt_crowd[g0 : g0 + ng]
-                nonzero[j, :ng] = gt_id_arr[g0 : g0 + ng] != 0
-            m, mi, gi = _match_bucket(ious, unit_nd[units], ign, crowd, nonzero, thrs)
-            # scatter back to flat detection order
-            jj, kk = np.nonzero(np.arange(pd)[None, :] < unit_nd[units][:, None])
-            flat = det_start[units[jj]] + kk
-            matched[flat] = m[jj, :, :, kk]
-            matched_ign[flat] = mi[jj, :, :, kk]
-            gidx = gi[jj, :, kk]
-            matched_gt[flat] = np.where(gidx >= 0, gidx + gt_start[units[jj]][:, None], -1)
+        for (pd, pg), bucket in buckets.items():
+            bucket = np.asarray(bucket)[np.argsort(-unit_nd[bucket], kind="stable")]
+            # bounded memory: at most ~2M (unit, detection, ground truth) cells per pass
+            step = max(1, (1 << 21) // (pd * pg))
+            for start in range(0, len(bucket), step):
+                units = bucket[start : start + step]
+                nu = len(units)
+                nd_u, ng_u = unit_nd[units], unit_ng[units]
+                jj, kk = np.nonzero(np.arange(pd)[None, :] < nd_u[:, None])
+                dflat = det_start[units[jj]] + kk
+                gj, gk = np.nonzero(np.arange(pg)[None, :] < ng_u[:, None])
+                gflat = gt_start[units[gj]] + gk
+                ign = np.zeros((nu, num_a, pg), dtype=bool)
+                ign[gj, :, gk] = gt_ign_a[gflat]
+                crowd = np.zeros((nu, pg), dtype=bool)
+                crowd[gj, gk] = gt_crowd[gflat]
+                nonzero = np.zeros((nu, pg), dtype=bool)
+                nonzero[gj, gk] = gt_id_arr[gflat] != 0
+                if box_iou:
+                    db = np.zeros((nu, pd, 4))
+                    db[jj, kk] = det_box[dflat]
+                    gb = np.zeros((nu, pg, 4))
+                    gb[gj, gk] = gt_box[gflat]
+                    valid = (np.arange(pd)[None, :, None] < nd_u[:, None, None]) & (
+                        np.arange(pg)[None, None, :] < ng_u[:, None, None]
+                    )
+                    ious = np.where(valid, _box_iou_xywh(db, gb, crowd), -1.0)
+                else:
+                    ious = np.full((nu, pd, pg), -1.0)
+                    for j, u in enumerate(units):
+                        ious[j, : nd_u[j], : ng_u[j]] = unit_ious[u][: nd_u[j]]
+                m, mi, gi = _match_bucket(ious, nd_u, ign, crowd, nonzero, thrs)
+                # scatter back to flat detection order
+                matched[dflat] = m[jj, :, :, kk]
+                matched_ign[dflat] = mi[jj, :, :, kk]
+                gidx = gi[jj, :, kk]
+                matched_gt[dflat] = np.where(gidx >= 0, gidx + gt_start[units[jj]][:, None], -1)
 
         # pycocotools flags an unmatched detection as ignored by "dtm == 0" and the area test; a
         # match to a ground truth whose id is 0 reads as unmatched there, and is handled alike.
