@@ -380,3 +380,61 @@ def test_max_dets_official_path_agrees(tmp_path):
     # the top 11 by score: one TP then 10 FPs; the second TP (rank 13) is cut:
     # precision 1 up to recall 0.5 (51 of 101 recall thresholds), 0 beyond
     assert fast["bbox"]["AP"] == slow["bbox"]["AP"] == pytest.approx(100 * 51 / 101)
+
+
+@pytest.mark.parametrize("model", ["mask_rcnn_R50_FPN", "keypoint_rcnn_R50_FPN"])
+def test_parity_through_inference_on_dataset(parity_dir, shapes_dir, model):
+    """Model outputs rebuilt from the reference results (Instances with boxes, masks and
+    keypoints) go through inference_on_dataset + process: same metrics as the reference."""
+    from torchdet.data import DatasetCatalog
+    from torchdet.evaluation import inference_on_dataset
+
+    eval_dirs = list((parity_dir / "models" / model).glob("eval_*"))
+    if not eval_dirs:
+        pytest.skip(f"no reference evaluation for {model}")
+    eval_dir = eval_dirs[0]
+    dataset = eval_dir.name[len("eval_") :]
+    ref = json.loads((eval_dir.parent / "results.json").read_text())[f"eval_{dataset}"]
+    val = shapes_dir / "val"
+    is_kp = "kp" in dataset
+    meta = {"keypoint_names": KP_NAMES} if is_kp else {}
+    name = _register(
+        val / ("keypoints.json" if is_kp else "instances.json"), val / "images", **meta
+    )
+    dicts = DatasetCatalog.get(name)
+    to_contiguous = MetadataCatalog.get(name).thing_dataset_id_to_contiguous_id
+    by_image: dict[int, list[dict]] = {}
+    for r in json.loads((eval_dir / "coco_instances_results.json").read_text()):
+        by_image.setdefault(r["image_id"], []).append(r)
+
+    def fake_model(batch):
+        outputs = []
+        for d in batch:
+            recs = by_image.get(d["image_id"], [])
+            inst = Instances((d["height"], d["width"]))
+            xywh = torch.tensor([r["bbox"] for r in recs], dtype=torch.float64).reshape(-1, 4)
+            xywh[:, 2:] += xywh[:, :2]
+            inst.pred_boxes = Boxes(xywh.float())
+            inst.scores = torch.tensor([r["score"] for r in recs], dtype=torch.float32)
+            inst.pred_classes = torch.tensor(
+                [to_contiguous[r["category_id"]] for r in recs], dtype=torch.int64
+            )
+            if recs and "segmentation" in recs[0]:
+                masks = mask_util.decode([r["segmentation"] for r in recs])  # (H, W, N)
+                inst.pred_masks = torch.from_numpy(masks).permute(2, 0, 1).bool()
+            if recs and "keypoints" in recs[0]:
+                kp = torch.tensor([r["keypoints"] for r in recs]).reshape(len(recs), -1, 3)
+                kp[:, :, :2] += 0.5  # model coordinates: COCO's pixel indices + 0.5
+                inst.pred_keypoints = kp
+            outputs.append({"instances": inst})
+        return outputs
+
+    evaluator = COCOEvaluator(name, kpt_oks_sigmas=[0.05] * 3 if is_kp else ())
+    res = inference_on_dataset(fake_model, [[d] for d in dicts], evaluator)
+    for task, metrics in ref.items():
+        for metric, value in metrics.items():
+            if math.isnan(value):
+                assert math.isnan(res[task][metric]), (task, metric)
+            else:
+                # boxes pass through float32 XYXY here, as in the reference model's output
+                assert res[task][metric] == pytest.approx(value, abs=1e-4), (task, metric)
