@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
 import numpy as np
 import pytest
@@ -118,7 +119,7 @@ def test_parity_panoptic_fpn(parity_dir, shapes_dir, tmp_path):
     ref = json.loads((eval_dir.parent / "results.json").read_text())
     ref = ref["eval_shapes_pan_val_separated"]["panoptic_seg"]
     root = shapes_dir / "val"
-    prefix = "evaltest_panoptic_parity"
+    prefix = f"evaltest_panoptic_parity_{uuid.uuid4().hex[:8]}"
     register_coco_panoptic_separated(
         prefix,
         {
@@ -182,7 +183,7 @@ def test_label_divisor_maps_without_segments_info(tmp_path):
             }
         )
     )
-    name = "evaltest_pan_divisor"
+    name = f"evaltest_pan_divisor_{uuid.uuid4().hex[:8]}"
     MetadataCatalog.get(name).set(
         panoptic_json=str(gt_json),
         panoptic_root=str(gt_dir),
