@@ -193,3 +193,27 @@ def match_results(reference: list[dict], ours: list[dict]) -> MatchReport:
 
 def load_reference(path: Path) -> list[dict]:
     return json.loads(path.read_text())
+
+
+def sem_seg_argmax_from_predictions(
+    predictions: list[dict], dataset_to_contiguous: dict[int, int]
+) -> dict[str, np.ndarray]:
+    """Per image (file stem), the semantic label map (contiguous ids) of
+    ``sem_seg_predictions.json``: one RLE per class present, in dataset ids (the evaluator
+    maps through the metadata's ``stuff_dataset_id_to_contiguous_id``)."""
+    import ast
+
+    maps: dict[str, np.ndarray] = {}
+    for p in predictions:
+        rle = p["segmentation"]
+        if isinstance(rle, str):  # the reference wrote the RLE dict's repr
+            rle = ast.literal_eval(rle)
+        rle = dict(rle)
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode()
+        mask = mask_util.decode(rle).astype(bool)
+        stem = Path(p["file_name"]).stem
+        if stem not in maps:
+            maps[stem] = np.full(mask.shape, -1, dtype=np.int64)
+        maps[stem][mask] = dataset_to_contiguous[p["category_id"]]
+    return maps

@@ -112,3 +112,53 @@ def test_keypoint_rcnn_R50_FPN(parity_dir, shapes_dir):
     instances = next(o["instances"] for o in outputs if len(o["instances"]))
     assert instances.pred_keypoints.shape[1:] == (3, 3)
     assert instances.pred_keypoint_heatmaps.shape[1:] == (3, 56, 56)
+
+
+def test_retinanet_R50_FPN(parity_dir, shapes_dir):
+    _check_instances(parity_dir, shapes_dir, "retinanet_R50_FPN")
+
+
+def test_panoptic_fpn_R50(parity_dir, shapes_dir):
+    import json
+
+    import numpy as np
+
+    name = "panoptic_fpn_R50"
+    report, outputs = _check_instances(parity_dir, shapes_dir, name)
+    assert report.mean_mask_iou >= 0.95, report.summary(name)
+    eval_dir = parity_dir / "models" / name / "eval_shapes_pan_val_separated"
+    ref_panoptic = np.load(eval_dir / "panoptic_seg.npz")
+    ref_segments = json.loads((eval_dir / "panoptic_segments.json").read_text())
+    ref_sem_seg = pu.sem_seg_argmax_from_predictions(
+        json.loads((eval_dir / "sem_seg_predictions.json").read_text()),
+        # the README's stuff_dataset_id_to_contiguous_id of shapes_pan_<split>_separated
+        {0: 0, 4: 1, 5: 2},
+    )
+    images, _ = pu.load_images(shapes_dir / "val")
+    pan_equal = pan_total = sem_equal = sem_total = 0
+    same_segments = 0
+    for image, output in zip(images, outputs):
+        stem = Path(image["file_name"]).stem
+        panoptic_seg, segments_info = output["panoptic_seg"]
+        assert panoptic_seg.dtype == torch.int32
+        ours = panoptic_seg.numpy()
+        ref = ref_panoptic[stem]
+        assert ours.shape == ref.shape == (image["height"], image["width"])
+        pan_equal += int((ours == ref).sum())
+        pan_total += ref.size
+        sem = output["sem_seg"]
+        assert sem.shape == (3, image["height"], image["width"])
+        sem_ref = ref_sem_seg[stem]
+        sem_equal += int((sem.argmax(dim=0).numpy() == sem_ref).sum())
+        sem_total += sem_ref.size
+        strip = [{k: v for k, v in s.items() if k != "score"} for s in segments_info]
+        ref_strip = [{k: v for k, v in s.items() if k != "score"} for s in ref_segments[stem]]
+        same_segments += strip == ref_strip
+    print(
+        f"{name}: panoptic pixels equal {100 * pan_equal / pan_total:.3f}%, sem_seg argmax "
+        f"pixels equal {100 * sem_equal / sem_total:.3f}%, segments_info identical on "
+        f"{same_segments}/{len(images)} images"
+    )
+    assert pan_equal / pan_total >= 0.995
+    assert sem_equal / sem_total >= 0.995
+    assert same_segments >= 0.95 * len(images)

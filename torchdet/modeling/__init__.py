@@ -16,7 +16,18 @@ from .backbone import (
 )
 from .box_regression import Box2BoxTransform, Box2BoxTransformLinear, Box2BoxTransformRotated
 from .matcher import Matcher
-from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN, ProposalNetwork, build_model
+from .meta_arch import (
+    FCOS,
+    META_ARCH_REGISTRY,
+    SEM_SEG_HEADS_REGISTRY,
+    GeneralizedRCNN,
+    PanopticFPN,
+    ProposalNetwork,
+    RetinaNet,
+    SemanticSegmentor,
+    build_model,
+    build_sem_seg_head,
+)
 from .poolers import ROIPooler
 from .postprocessing import detector_postprocess, sem_seg_postprocess
 from .proposal_generator import (
@@ -32,8 +43,11 @@ from .roi_heads import (
     ROI_MASK_HEAD_REGISTRY,
     BaseKeypointRCNNHead,
     BaseMaskRCNNHead,
+    CascadeROIHeads,
     FastRCNNOutputLayers,
+    Res5ROIHeads,
     ROIHeads,
+    RROIHeads,
     StandardROIHeads,
     build_box_head,
     build_keypoint_head,
