@@ -438,3 +438,34 @@ def test_parity_through_inference_on_dataset(parity_dir, shapes_dir, model):
             else:
                 # boxes pass through float32 XYXY here, as in the reference model's output
                 assert res[task][metric] == pytest.approx(value, abs=1e-4), (task, metric)
+
+
+def test_load_coco_results_matches_load_res(tmp_path):
+    """Batched mask areas / boxes (300 masks: more than pycocotools' 255-object area() limit
+    under numpy 2) equal pycocotools' per-record loadRes."""
+    import contextlib
+    import copy
+    import io
+
+    from pycocotools.coco import COCO
+
+    from torchdet.evaluation.coco_evaluation import load_coco_results
+
+    name = _gt_json(tmp_path, [{"bbox": _box(0, 0, 10, 10)}])
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(MetadataCatalog.get(name).json_file)
+    rng = np.random.default_rng(0)
+    masks = np.asfortranarray((rng.uniform(size=(100, 100, 300)) < 0.3).astype(np.uint8))
+    recs = []
+    for i, rle in enumerate(mask_util.encode(masks)):
+        rle["counts"] = rle["counts"].decode()
+        recs.append({"image_id": 1, "category_id": 1, "score": float(i), "segmentation": rle})
+    ours = load_coco_results(gt, copy.deepcopy(recs))
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref = gt.loadRes(copy.deepcopy(recs))
+    assert len(ours.anns) == len(ref.anns) == 300
+    for i in ref.anns:
+        a, b = ours.anns[i], ref.anns[i]
+        assert a["area"] == b["area"] and type(a["area"]) is type(b["area"])
+        assert np.array_equal(a["bbox"], b["bbox"])
+        assert (a["id"], a["iscrowd"]) == (b["id"], b["iscrowd"])

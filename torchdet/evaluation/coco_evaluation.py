@@ -590,6 +590,39 @@ class _COCOevalMaxDetsOfficial(_MaxDetsSummary, COCOeval):
     """:class:`COCOevalMaxDets` on pycocotools' own evaluate/accumulate."""
 
 
+def load_coco_results(coco_gt: COCO, coco_results: list[dict]) -> COCO:
+    """``coco_gt.loadRes(coco_results)``, with mask areas and boxes computed in one batch.
+
+    pycocotools' ``loadRes`` calls ``area``/``toBbox`` once per mask result; this does the same
+    computation for all of them at once and gives the same ``COCO`` object (same fields and
+    values). Other result kinds go through ``loadRes``. The records are modified in place, as
+    ``loadRes`` does.
+    """
+    first = coco_results[0] if coco_results else {}
+    is_mask = "segmentation" in first and not ("bbox" in first and first["bbox"] != [])
+    if not is_mask or "caption" in first:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return coco_gt.loadRes(coco_results)
+    res = COCO()
+    res.dataset["images"] = list(coco_gt.dataset["images"])
+    res.dataset["categories"] = copy.deepcopy(coco_gt.dataset["categories"])
+    segms = [r["segmentation"] for r in coco_results]
+    # (N,) uint32, as area() of each; in chunks, as pycocotools' area() overflows a uint8
+    # with numpy 2 for more than 255 objects
+    areas = np.concatenate([mask_util.area(segms[i : i + 255]) for i in range(0, len(segms), 255)])
+    boxes = mask_util.toBbox(segms)  # (N, 4) float64
+    for i, ann in enumerate(coco_results):
+        ann["area"] = areas[i]
+        if "bbox" not in ann:
+            ann["bbox"] = boxes[i]
+        ann["id"] = i + 1
+        ann["iscrowd"] = 0
+    res.dataset["annotations"] = coco_results
+    with contextlib.redirect_stdout(io.StringIO()):
+        res.createIndex()
+    return res
+
+
 def _evaluate_predictions_on_coco(
     coco_gt: COCO,
     coco_results: list[dict],
@@ -612,8 +645,7 @@ def _evaluate_predictions_on_coco(
         raise ValueError("COCO results: task 'segm' needs a 'segmentation' in every record")
     if iou_type == "keypoints" and not all("keypoints" in c for c in coco_results):
         raise ValueError("COCO results: task 'keypoints' needs 'keypoints' in every record")
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_dt = coco_gt.loadRes(coco_results)
+    coco_dt = load_coco_results(coco_gt, coco_results)
     coco_eval = (COCOeval_opt if use_fast_impl else COCOeval)(coco_gt, coco_dt, iou_type)
     if max_dets_per_image is None:
         max_dets_per_image = [1, 10, 100]

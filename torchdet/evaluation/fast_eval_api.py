@@ -27,6 +27,7 @@ import logging
 import time
 
 import numpy as np
+import pycocotools.mask as mask_util
 from pycocotools.cocoeval import COCOeval
 
 __all__ = ["COCOeval_opt"]
@@ -172,10 +173,15 @@ class COCOeval_opt(COCOeval):
 
         # Axis-aligned box IoUs are computed here for all units at once (pycocotools' formula,
         # so bit-identical); a subclass with its own computeIoU (rotated boxes) keeps it.
+        # Mask IoUs are computed once per image (all its detections against all its ground
+        # truth, the same C routine per pair) instead of once per (image, category).
         box_iou = p.iouType == "bbox" and type(self).computeIoU is COCOeval.computeIoU
+        mask_iou = p.iouType == "segm" and type(self).computeIoU is COCOeval.computeIoU
         self.ious = {}
         det_box: list = []
         gt_box: list = []
+        det_seg: list = []
+        gt_seg: list = []
         det_score, det_area, det_unit, det_rank, det_id = [], [], [], [], []
         gt_area, gt_ignore, gt_crowd, gt_id, gt_unit = [], [], [], [], []
         unit_img, unit_cat, unit_ious, unit_nd, unit_ng = [], [], [], [], []
@@ -191,6 +197,10 @@ class COCOeval_opt(COCOeval):
                 ious = None
                 det_box += [d["bbox"] for d in dts]
                 gt_box += [g["bbox"] for g in gts]
+            elif mask_iou:
+                ious = None
+                det_seg += [d["segmentation"] for d in dts]
+                gt_seg += [g["segmentation"] for g in gts]
             else:
                 ious = compute_iou(img, cat)
                 self.ious[img, cat] = ious
@@ -247,6 +257,10 @@ class COCOeval_opt(COCOeval):
 
         # Only units with both detections and ground truth need matching; bucket them by padded
         # sizes so one vectorised pass handles thousands of units.
+        if mask_iou:
+            unit_ious = self._mask_ious_per_image(
+                unit_img, unit_nd, unit_ng, det_start, gt_start, det_seg, gt_seg, gt_crowd
+            )
         if box_iou:
             det_box = np.asarray(det_box, dtype=np.float64).reshape(-1, 4)
             gt_box = np.asarray(gt_box, dtype=np.float64).reshape(-1, 4)
@@ -325,6 +339,41 @@ class COCOeval_opt(COCOeval):
         self.evalImgs = []
         self._paramsEval = copy.deepcopy(self.params)
         logger.debug("COCOeval_opt.evaluate: %.2fs", time.time() - tic)
+
+    @staticmethod
+    def _mask_ious_per_image(
+        unit_img: list[int],
+        unit_nd: np.ndarray,
+        unit_ng: np.ndarray,
+        det_start: np.ndarray,
+        gt_start: np.ndarray,
+        det_seg: list,
+        gt_seg: list,
+        gt_crowd: np.ndarray,
+    ) -> list[np.ndarray | None]:
+        """Per-unit mask IoU blocks (ndarray[D, G] or None), one pycocotools call per image.
+
+        Units are in (image, category) order, so an image's detections and ground truth are
+        contiguous ranges of the flat lists.
+        """
+        unit_ious: list[np.ndarray | None] = [None] * len(unit_img)
+        img = np.asarray(unit_img, dtype=np.int64)
+        starts = np.flatnonzero(np.r_[True, img[1:] != img[:-1]]) if len(img) else []
+        ends = np.r_[starts[1:], len(img)] if len(img) else []
+        for ua, ub in zip(starts, ends):
+            d0, d1, g0, g1 = det_start[ua], det_start[ub], gt_start[ua], gt_start[ub]
+            if d1 == d0 or g1 == g0:
+                continue
+            block = np.asarray(
+                mask_util.iou(det_seg[d0:d1], gt_seg[g0:g1], gt_crowd[g0:g1].astype(np.uint8))
+            ).reshape(d1 - d0, g1 - g0)
+            for u in range(ua, ub):
+                if unit_nd[u] and unit_ng[u]:
+                    unit_ious[u] = block[
+                        det_start[u] - d0 : det_start[u + 1] - d0,
+                        gt_start[u] - g0 : gt_start[u + 1] - g0,
+                    ]
+        return unit_ious
 
     def accumulate(self, p=None) -> None:
         """Precision/recall/score arrays exactly as ``COCOeval.accumulate`` builds them."""
