@@ -317,3 +317,15 @@ def test_zoo_lazy_model_builds_and_runs(name, yaml_name, meta_arch, roi_heads):
         outputs = model([{"image": torch.rand(3, 64, 64) * 255}])
     assert len(outputs) == 1
     assert "panoptic_seg" in outputs[0] if meta_arch == "PanopticFPN" else "instances" in outputs[0]
+
+
+def test_keypoint_mapper_gets_coco_flip_indices():
+    dataloader = LazyConfig.load(str(CONFIGS / "common/data/coco_keypoint.py"), "dataloader")
+    try:
+        mapper = instantiate(dataloader.train.mapper)
+    except (ImportError, AttributeError, KeyError) as e:
+        pytest.skip(f"torchdet.data cannot build the keypoint mapper yet: {e}")
+    # COCO keypoints: nose, then (left, right) pairs, swapped by a horizontal flip.
+    expected = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
+    assert list(mapper.keypoint_hflip_indices) == expected
+    assert mapper.use_keypoint and not mapper.use_instance_mask
