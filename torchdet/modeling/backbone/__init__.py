@@ -9,6 +9,8 @@ from .fpn import (
     build_resnet_fpn_backbone,
     build_retinanet_resnet_fpn_backbone,
 )
+from .mvit import MViT
+from .regnet import RegNet
 from .resnet import (
     BasicBlock,
     BasicStem,
@@ -19,5 +21,7 @@ from .resnet import (
     build_resnet_backbone,
     make_stage,
 )
+from .swin import SwinTransformer
+from .vit import SimpleFeaturePyramid, ViT, get_vit_lr_decay_rate
 
 __all__ = [k for k in globals() if not k.startswith("_")]
