@@ -271,3 +271,31 @@ def test_amp_fp16_cpu_uses_grad_scaler_state():
     assert t.grad_scaler is not None
     sd = t.state_dict()
     assert "grad_scaler" in sd
+
+
+@pytest.mark.parametrize(
+    ("grouping", "workers", "message"),
+    [(True, 0, "aspect-ratio grouping"), (False, 1, "DataLoader workers"), (False, 0, None)],
+)
+def test_resume_warns_when_the_stream_cannot_be_exact(caplog, grouping, workers, message):
+    from torchdet.data import DatasetFromList
+    from torchdet.data.build import build_batch_data_loader
+
+    items = [{"width": 2 + i % 2, "height": 2, "v": float(i)} for i in range(8)]
+    loader = build_batch_data_loader(
+        DatasetFromList(items, copy=False),
+        TrainingSampler(8, seed=0),
+        2,
+        aspect_ratio_grouping=grouping,
+        num_workers=workers,
+    )
+    model = LinearLoss()
+    t = SimpleTrainer(model, loader, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert t._sampler is not None  # found through the loader's wrappers
+    with caplog.at_level("WARNING", logger="torchdet.engine.train_loop"):
+        t.load_state_dict(t.state_dict())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if message is None:
+        assert warnings == []
+    else:
+        assert any(message in w for w in warnings)

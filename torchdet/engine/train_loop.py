@@ -532,6 +532,13 @@ class SimpleTrainer(TrainerBase):
                     "exactly that of an uninterrupted run (DATALOADER.ASPECT_RATIO_GROUPING=False "
                     "makes it exact)."
                 )
+            if _num_workers(self.data_loader) > 0:
+                logger.warning(
+                    "Resuming a data loader with DataLoader workers: their augmentation random "
+                    "generators are not in the checkpoint (and several workers batch their own "
+                    "share of the stream), so the data are not exactly those of an "
+                    "uninterrupted run (DATALOADER.NUM_WORKERS=0 makes it exact)."
+                )
         elif loader_state is not None:
             logger.warning("Checkpoint has a data loader position but the loader has no sampler")
 
