@@ -239,7 +239,7 @@ class FastRCNNOutputLayers(nn.Module):
 
         return {
             "input_shape": input_shape,
-            "box2box_transform": Box2BoxTransform(weights=cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS),
+            "box2box_transform": cls._box2box_transform(cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS),
             "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "cls_agnostic_bbox_reg": cfg.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG,
             "smooth_l1_beta": cfg.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA,
@@ -253,6 +253,11 @@ class FastRCNNOutputLayers(nn.Module):
             "get_fed_loss_cls_weights": fed_loss_weights,
             "fed_loss_num_classes": cfg.MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES,
         }
+
+    @classmethod
+    def _box2box_transform(cls, weights):
+        """The box coder of ``from_config`` (rotated subclasses use a 5-weight one)."""
+        return Box2BoxTransform(weights=weights)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """

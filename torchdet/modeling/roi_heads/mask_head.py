@@ -134,6 +134,9 @@ def mask_rcnn_inference(pred_mask_logits: torch.Tensor, pred_instances: list[Ins
         # Only the predicted class's mask is needed: index before the sigmoid.
         mask_probs_pred = pred_mask_logits[indices, class_pred][:, None].sigmoid()
 
+    if len(pred_instances) == 1:  # no split: a traced graph keeps the count dynamic
+        pred_instances[0].pred_masks = mask_probs_pred
+        return
     num_boxes_per_image = [len(i) for i in pred_instances]
     mask_probs_pred = mask_probs_pred.split(num_boxes_per_image, dim=0)
     for prob, instances in zip(mask_probs_pred, pred_instances):

@@ -103,12 +103,8 @@ class RotatedFastRCNNOutputLayers(FastRCNNOutputLayers):
     """``FastRCNNOutputLayers`` predicting rotated-box deltas (5 per class)."""
 
     @classmethod
-    def from_config(cls, cfg, input_shape: ShapeSpec) -> dict:
-        args = super().from_config(cfg, input_shape)
-        args["box2box_transform"] = Box2BoxTransformRotated(
-            weights=cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS
-        )
-        return args
+    def _box2box_transform(cls, weights):
+        return Box2BoxTransformRotated(weights=weights)
 
     def inference(self, predictions, proposals: list[Instances]):
         """Rotated detections of each image (see ``fast_rcnn_inference_rotated``)."""
