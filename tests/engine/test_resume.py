@@ -95,3 +95,20 @@ def test_nan_loss_stops_training(tmp_path):
     assert proc.returncode != 0
     assert "FloatingPointError: Loss became infinite or NaN at iteration=5" in proc.stderr
     assert "Non-finite terms: {'loss_l1': nan}" in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_process_sigkill_and_resume_is_bitwise_exact(tmp_path):
+    """Every rank's generators are gathered into the checkpoint and each rank restores its own."""
+    full, killed = tmp_path / "full2", tmp_path / "killed2"
+    _run(full, "--num-procs", "2")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(SCRIPT), "--output", str(killed), "--max-iter", str(MAX_ITER)]
+    cmd += ["--period", str(PERIOD), "--num-procs", "2", "--kill-at", "6"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0  # the launcher reports its killed workers
+    ckpt = torch.load(killed / "model_0000003.pth", weights_only=True)["trainer"]["_trainer"]
+    assert len(ckpt["rng_states"]) == 2
+    assert ckpt["data_loader"]["sampler"]["num_yielded"] == 4 * 2  # per rank: 4 iterations x 2
+    _run(killed, "--num-procs", "2", "--resume")
+    assert _bitwise_equal(_weights(killed), _weights(full))
