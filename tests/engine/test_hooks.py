@@ -237,3 +237,12 @@ def test_memory_stats_noop_on_cpu():
     t.train(0, 2)
     assert "max_reserved_mem" not in t.storage.histories()
     assert math.isfinite(t.model.w.item())
+
+
+def test_autograd_profiler_writes_trace(tmp_path):
+    t = _trainer()
+    t.register_hooks(
+        [hooks.AutogradProfiler(lambda tr: tr.iter == 0, str(tmp_path), use_cuda=False)]
+    )
+    t.train(0, 2)
+    assert os.listdir(tmp_path) == ["profiler-trace-iter0.json"]
