@@ -55,5 +55,6 @@ from .roi_heads import (
     build_roi_heads,
 )
 from .sampling import subsample_labels
+from .test_time_augmentation import DatasetMapperTTA, GeneralizedRCNNWithTTA
 
 __all__ = [k for k in globals() if not k.startswith("_")]
