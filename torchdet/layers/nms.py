@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from .rotated_boxes import iou_rotated_pairs, pairwise_iou_rotated
+from .tracing import nms_for_tracing
 
 __all__ = ["batched_nms", "batched_nms_rotated", "nms", "nms_rotated"]
 
@@ -524,6 +525,8 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         Tensor[K] int64: indices of the kept boxes, sorted by decreasing score.
     """
     _check_inputs("nms", boxes, scores, iou_threshold, 4)
+    if torch.jit.is_tracing():  # export: a graph that holds for any input (see tracing.py)
+        return nms_for_tracing(boxes, scores, float(iou_threshold))
     return _nms_impl(boxes, scores, float(iou_threshold))
 
 
@@ -557,6 +560,8 @@ def batched_nms(
         return _nms_impl(boxes, scores, float(iou_threshold), groups=idxs)
     max_coordinate = boxes.max()
     offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
+    if torch.jit.is_tracing():  # export: a graph that holds for any input (see tracing.py)
+        return nms_for_tracing(boxes + offsets[:, None], scores, float(iou_threshold))
     return _nms_impl(boxes + offsets[:, None], scores, float(iou_threshold))
 
 

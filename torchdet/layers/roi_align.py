@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .tracing import roi_align_for_tracing
+
 __all__ = ["ROIAlign", "roi_align"]
 
 
@@ -287,6 +289,8 @@ def roi_align(
     rois = convert_rois(rois, 4)
     check_feature_map(input, rois, "roi_align")
     oh, ow = _pair(output_size, "output_size")
+    if torch.jit.is_tracing():  # export: a graph that holds for any input (see tracing.py)
+        return roi_align_for_tracing(input, rois, (oh, ow), spatial_scale, sampling_ratio, aligned)
     n, c, h, w = input.shape
     k = rois.shape[0]
     if k == 0 or h == 0 or w == 0:

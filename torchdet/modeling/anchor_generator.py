@@ -48,7 +48,7 @@ def _create_grid_offsets(
     size: Sequence[int], stride: int, offset: float, target_device_tensor: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The (x, y) shifts of every cell of a ``size = (H, W)`` grid, row-major, each ``(H*W,)``."""
-    grid_height, grid_width = int(size[0]), int(size[1])
+    grid_height, grid_width = size[0], size[1]  # no int(): traced sizes stay dynamic
     shifts_x = move_device_like(
         torch.arange(
             offset * stride,

@@ -69,7 +69,7 @@ def convert_boxes_to_pooler_format(box_lists: list[Boxes]) -> torch.Tensor:
         Tensor[M, 5] (or ``[M, 6]`` for rotated boxes): column 0 is the image index.
     """
     boxes = torch.cat([x.tensor for x in box_lists], dim=0)
-    sizes = shapes_to_tensor([len(x) for x in box_lists])
+    sizes = shapes_to_tensor([x.__len__() for x in box_lists])  # traced sizes stay dynamic
     return _convert_boxes_to_pooler_format(boxes, sizes)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, device
 from torch.nn import functional as F
 
@@ -91,6 +92,10 @@ class ImageList:
                     f"{tuple(tensors[0].shape)}; all dims but (H, W) (e.g. channels) must match"
                 )
 
+        if torch.jit.is_tracing() and len(tensors) == 1:
+            return ImageList._from_traced_tensor(
+                tensors[0], size_divisibility, pad_value, padding_constraints
+            )
         image_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in tensors]
         max_h = max(h for h, _ in image_sizes)
         max_w = max(w for _, w in image_sizes)
@@ -120,3 +125,26 @@ class ImageList:
             for i, img in enumerate(tensors):
                 batched[i, ..., : img.shape[-2], : img.shape[-1]].copy_(img)
         return ImageList(batched.contiguous(), image_sizes)
+
+    @staticmethod
+    def _from_traced_tensor(
+        image: Tensor,
+        size_divisibility: int,
+        pad_value: float,
+        padding_constraints: dict[str, int] | None,
+    ) -> ImageList:
+        """``from_tensors`` of one image while tracing for export: the image size stays a pair of
+        traced scalars (not Python ints), so the graph pads inputs of any size correctly."""
+        h, w = image.shape[-2], image.shape[-1]
+        max_h, max_w = h, w
+        constraints = padding_constraints or {}
+        square_size = int(constraints.get("square_size", 0))
+        size_divisibility = constraints.get("size_divisibility", size_divisibility)
+        if square_size > 0:
+            max_h = max_w = square_size
+        elif size_divisibility > 1:
+            stride = int(size_divisibility)
+            max_h = (h + (stride - 1)) // stride * stride
+            max_w = (w + (stride - 1)) // stride * stride
+        batched = F.pad(image, [0, max_w - w, 0, max_h - h], value=pad_value).unsqueeze(0)
+        return ImageList(batched.contiguous(), [(h, w)])

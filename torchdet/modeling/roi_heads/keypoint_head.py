@@ -97,8 +97,13 @@ def keypoint_rcnn_inference(pred_keypoint_logits: torch.Tensor, pred_instances: 
             concatenated ``pred_instances``.
         pred_instances (list[Instances]): per image, with ``pred_boxes``.
     """
-    bboxes_flat = cat([b.pred_boxes.tensor for b in pred_instances], dim=0)
     pred_keypoint_logits = pred_keypoint_logits.detach()
+    if torch.jit.is_tracing() and len(pred_instances) == 1:
+        # Decoding resizes each heatmap to its own box size (a per-RoI shape a graph cannot
+        # hold): exported models return the heatmaps, torchdet.export decodes them outside.
+        pred_instances[0].pred_keypoint_heatmaps = pred_keypoint_logits
+        return
+    bboxes_flat = cat([b.pred_boxes.tensor for b in pred_instances], dim=0)
     keypoint_results = heatmaps_to_keypoints(pred_keypoint_logits, bboxes_flat.detach())
     num_instances_per_image = [len(i) for i in pred_instances]
     # (x, y, logit, score) -> (x, y, score)
