@@ -208,12 +208,8 @@ def test_mask_rcnn_fpn_instantiates():
     assert optimizer.defaults["lr"] == 0.02 and optimizer.defaults["momentum"] == 0.9
 
 
+# Parts not covered by the whole-model tests below.
 _PARTS = [
-    ("common/models/mask_rcnn_fpn.py", "model.backbone", "FPN"),
-    ("common/models/mask_rcnn_fpn.py", "model.proposal_generator", "RPN"),
-    ("common/models/mask_rcnn_c4.py", "model.backbone", "ResNet"),
-    ("common/models/mask_rcnn_c4.py", "model.proposal_generator", "RPN"),
-    ("common/models/retinanet.py", "model.backbone", "FPN"),
     ("common/models/fcos.py", "model.backbone", "FPN"),
     ("common/data/coco.py", "dataloader.train.mapper", "DatasetMapper"),
     ("common/data/coco.py", "dataloader.test.mapper", "DatasetMapper"),
