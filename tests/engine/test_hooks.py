@@ -246,3 +246,17 @@ def test_autograd_profiler_writes_trace(tmp_path):
     )
     t.train(0, 2)
     assert os.listdir(tmp_path) == ["profiler-trace-iter0.json"]
+
+
+def test_lr_scheduler_hook_wraps_param_scheduler():
+    from torchdet.solver import CosineParamScheduler
+
+    model = QuadModel()
+    opt = torch.optim.SGD(model.parameters(), lr=2.0)
+    t = SimpleTrainer(model, _stream(), opt)
+    t.register_hooks([hooks.LRScheduler(opt, CosineParamScheduler(1.0, 0.0))])
+    t.train(0, 4)
+    lrs = [v for v, _ in t.storage.history("lr").values()]
+    # 2 * 0.5 * (1 + cos(pi * it / 4))
+    expected = [2 * 0.5 * (1 + math.cos(math.pi * it / 4)) for it in range(4)]
+    assert lrs == pytest.approx(expected)
