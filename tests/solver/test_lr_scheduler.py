@@ -70,6 +70,12 @@ def test_multistep_uses_step_count():
     )
 
 
+def test_multistep_last_milestone_is_num_updates():
+    # fvcore's form, used by Detectron2's LazyConfig schedules.
+    sched = MultiStepParamScheduler([1.0, 0.1, 0.01], milestones=[6, 8, 10])
+    assert [sched(i / 10) for i in range(10)] == pytest.approx([1.0] * 6 + [0.1] * 2 + [0.01] * 2)
+
+
 def test_step_with_fixed_gamma():
     sched = StepWithFixedGammaParamScheduler(1.0, num_decays=2, gamma=0.5, num_updates=9)
     assert [sched(i / 9) for i in range(9)] == pytest.approx(

@@ -107,6 +107,9 @@ class MultiStepParamScheduler(ParamScheduler):
     ) -> None:
         if num_updates is None and milestones is None:
             raise ValueError("MultiStepParamScheduler needs num_updates or milestones")
+        if num_updates is None and len(milestones) == len(values):
+            # fvcore's form: the last milestone is the total number of updates.
+            num_updates, milestones = milestones[-1], milestones[:-1]
         if milestones is None:
             step = num_updates // len(values)
             milestones = [step * (i + 1) for i in range(len(values) - 1)]
