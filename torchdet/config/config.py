@@ -22,14 +22,12 @@ def _called_with_cfg(*args: Any, **kwargs: Any) -> bool:
 
 
 def _get_args_from_config(from_config_func: Callable, *args: Any, **kwargs: Any) -> dict:
-    """Call ``from_config(cfg, ...)`` and merge in the explicit keyword arguments it does not take."""
+    """Call ``from_config(cfg, ...)``; explicit keyword arguments it does not take are merged in."""
     signature = inspect.signature(from_config_func)
     if next(iter(signature.parameters)) != "cfg":
         name = getattr(from_config_func, "__qualname__", repr(from_config_func))
         raise TypeError(f"{name}.from_config must take 'cfg' as its first argument")
-    takes_var_kwargs = any(
-        p.kind == p.VAR_KEYWORD for p in signature.parameters.values()
-    )
+    takes_var_kwargs = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
     if takes_var_kwargs:
         return from_config_func(*args, **kwargs)
     supported = set(signature.parameters)
@@ -70,7 +68,7 @@ def configurable(init_func: Callable | None = None, *, from_config: Callable | N
             from_config_func = getattr(type(self), "from_config", None)
             if from_config_func is None:
                 raise AttributeError(
-                    f"{type(self).__name__} uses @configurable but defines no from_config classmethod"
+                    f"{type(self).__name__} uses @configurable but has no from_config classmethod"
                 )
             if _called_with_cfg(*args, **kwargs):
                 explicit = _get_args_from_config(from_config_func, *args, **kwargs)
