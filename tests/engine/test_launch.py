@@ -57,3 +57,22 @@ def test_two_processes_half_batch_match_one_process_full_batch(tmp_path):
             assert b == pytest.approx(a, rel=1e-5, abs=1e-7)
     # Training moved the weights (the losses are not all equal).
     assert len({round(v, 4) for v, _ in one["total_loss"]}) > 1
+
+
+@pytest.mark.slow
+def test_proposal_network_two_processes_match_one(tmp_path, shapes_dir, parity_dir):
+    """A real model: the narrow ResNet-50/FPN ProposalNetwork of the parity config, trained 3
+    iterations on shapes (same-size images, every anchor used, so nothing depends on how the
+    batch is split): 2 processes x 1 image give the losses of 1 process x 2 images.
+    """
+    script = str(HERE / "_rpn_train.py")
+    common = ["--shapes", str(shapes_dir), "--max-iter", "3"]
+    common += ["--parity-config", str(parity_dir / "models" / "mask_rcnn_R50_FPN" / "config.yaml")]
+    _run([script, "--output", str(tmp_path / "one"), *common])
+    _run([script, "--output", str(tmp_path / "two"), "--num-procs", "2", *common])
+    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert set(one) == {"total_loss", "loss_rpn_cls", "loss_rpn_loc"} == set(two)
+    for k in one:
+        assert len(one[k]) == 3
+        assert two[k] == pytest.approx(one[k], rel=1e-4)
+    assert one["total_loss"][2] < one["total_loss"][0]  # the weights moved
