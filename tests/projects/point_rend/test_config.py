@@ -54,7 +54,12 @@ def test_packaged_configs_merge(path):
     cfg = get_cfg()
     add_pointrend_config(cfg)
     cfg.merge_from_file(str(path))
-    if "InstanceSegmentation" in str(path):
+    if "Implicit" in path.name or "implicit" in path.name:
+        assert cfg.MODEL.ROI_MASK_HEAD.NAME == "ImplicitPointRendMaskHead"
+        assert cfg.MODEL.POINT_HEAD.NAME == "ImplicitPointHead"
+        assert cfg.INPUT.MASK_FORMAT == "bitmask"
+    elif "InstanceSegmentation" in str(path):
+        assert cfg.MODEL.MASK_ON
         assert cfg.MODEL.ROI_MASK_HEAD.NAME == "PointRendMaskHead"
         assert cfg.MODEL.ROI_MASK_HEAD.POOLER_TYPE == ""
         assert cfg.INPUT.MASK_FORMAT == "bitmask"

@@ -178,3 +178,33 @@ def test_pointrend_rcnn_trains_and_infers():
     assert inst.image_size == (48, 64)
     assert inst.pred_masks.shape == (len(inst), 48, 64)
     assert inst.pred_masks.dtype == torch.bool
+
+
+def test_implicit_pointrend_rcnn_trains_and_infers():
+    torch.manual_seed(0)
+    cfg = _cfg()
+    cfg.MODEL.ROI_MASK_HEAD.NAME = "ImplicitPointRendMaskHead"
+    cfg.MODEL.POINT_HEAD.NAME = "ImplicitPointHead"
+    cfg.MODEL.POINT_HEAD.NUM_FC = 2
+    cfg.MODEL.POINT_HEAD.FC_DIM = 8
+    cfg.MODEL.POINT_HEAD.SUBDIVISION_STEPS = 1
+    cfg.MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS = 196
+    model = build_model(cfg)
+    head = model.roi_heads.mask_head
+    assert head.mask_point_subdivision_init_resolution == 14
+    assert head.parameter_head.output_shape == (head.point_head.num_params,)
+    model.train()
+    batch = [_image_with_boxes(96, 128, [[10, 10, 60, 70]], [1])]
+    with EventStorage():
+        losses = model(batch)
+    assert {"loss_l2", "loss_mask_point"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert head.parameter_head.prediction.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([{"image": batch[0]["image"]}])
+    assert out["instances"].pred_masks.shape[1:] == (96, 128)
+    cfg.MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS = 200
+    with pytest.raises(ValueError, match="square"):
+        build_model(cfg)

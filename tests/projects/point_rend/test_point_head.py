@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from torchdet.config import get_cfg
 from torchdet.layers import ShapeSpec
 from torchdet.projects.point_rend import (
+    ImplicitPointHead,
     StandardPointHead,
     add_pointrend_config,
     build_point_head,
@@ -94,3 +95,41 @@ def test_point_loss_empty_and_class_agnostic():
     agnostic = torch.tensor([[[0.0, 0.0]]])
     loss = roi_mask_point_loss(agnostic, [_instances([2])], torch.tensor([[1.0, 0.0]]))
     torch.testing.assert_close(loss, torch.tensor(0.6931472))
+
+
+def test_implicit_point_head_hand_computed():
+    # No positional encoding, 1 input channel, hidden width 2, 1 class, 2 layers:
+    # 1*2 + 2*1 weights then 2 + 1 biases = 7 parameters per region.
+    head = ImplicitPointHead(
+        ShapeSpec(channels=1),
+        num_classes=1,
+        channels=2,
+        num_layers=2,
+        positional_encoding_enabled=False,
+    )
+    assert head.num_params == 7
+    assert not any(True for _ in head.parameters())
+    # Region 0: hidden = relu([1, -1] * f + [0, 1]); out = [1, 2] . hidden + 0.5.
+    params = torch.tensor([[1.0, -1.0, 1.0, 2.0, 0.0, 1.0, 0.5]])
+    feats = torch.tensor([[[2.0, -3.0]]])
+    out = head(feats, torch.zeros(1, 2, 2), params)
+    # f = 2: hidden [2, 0] -> 2.5; f = -3: hidden [0, 4] -> 8.5.
+    torch.testing.assert_close(out, torch.tensor([[[2.5, 8.5]]]))
+    assert head(torch.zeros(0, 1, 5), torch.zeros(0, 5, 2), torch.zeros(0, 7)).shape == (0, 1, 5)
+    with pytest.raises(ValueError, match="parameters"):
+        head(feats, torch.zeros(1, 2, 2), torch.zeros(1, 6))
+
+
+def test_implicit_point_head_positional_encoding():
+    head = build_point_head(
+        _cfg(NAME="ImplicitPointHead", NUM_FC=2, FC_DIM=4), ShapeSpec(channels=5)
+    )
+    assert isinstance(head, ImplicitPointHead)
+    assert head.in_channels == 256 + 5
+    assert head.num_params == (261 * 4 + 4 * 4 + 4 * 3) + (4 + 4 + 3)
+    assert head.positional_encoding_gaussian_matrix.shape == (2, 128)
+    # With zero weights, the output is the last bias whatever the encoding.
+    params = torch.zeros(2, head.num_params)
+    params[:, -3:] = torch.tensor([1.0, 2.0, 3.0])
+    out = head(torch.randn(2, 5, 6), torch.rand(2, 6, 2), params)
+    torch.testing.assert_close(out, torch.tensor([1.0, 2.0, 3.0])[None, :, None].expand(2, 3, 6))

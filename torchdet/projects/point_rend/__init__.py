@@ -8,7 +8,12 @@ PointRend config.
 
 from .color_augmentation import ColorAugSSDTransform
 from .config import add_pointrend_config
-from .mask_head import ConvFCHead, PointRendMaskHead, calculate_uncertainty
+from .mask_head import (
+    ConvFCHead,
+    ImplicitPointRendMaskHead,
+    PointRendMaskHead,
+    calculate_uncertainty,
+)
 from .point_features import (
     generate_regular_grid_point_coords,
     get_point_coords_wrt_image,
@@ -20,6 +25,7 @@ from .point_features import (
 )
 from .point_head import (
     POINT_HEAD_REGISTRY,
+    ImplicitPointHead,
     StandardPointHead,
     build_point_head,
     roi_mask_point_loss,

@@ -7,6 +7,7 @@ Shape shorthand: R regions, K classes, S coarse side (``OUTPUT_SIDE_RESOLUTION``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,7 +36,7 @@ from .point_features import (
 )
 from .point_head import build_point_head, roi_mask_point_loss
 
-__all__ = ["ConvFCHead", "PointRendMaskHead", "calculate_uncertainty"]
+__all__ = ["ConvFCHead", "ImplicitPointRendMaskHead", "PointRendMaskHead", "calculate_uncertainty"]
 
 
 def calculate_uncertainty(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -332,3 +333,82 @@ class PointRendMaskHead(nn.Module):
             mask_logits = mask_logits.view(R, C, H, W)
         mask_rcnn_inference(mask_logits, instances)
         return instances
+
+
+@ROI_MASK_HEAD_REGISTRY.register()
+class ImplicitPointRendMaskHead(PointRendMaskHead):
+    """Implicit PointRend ("PointRend: Image Segmentation as Rendering", follow-up in
+    "Pointly-supervised instance segmentation", Cheng et al. 2022): a ConvFC head predicts,
+    per region, the parameters of the point MLP (:class:`ImplicitPointHead`); training uses
+    uniformly sampled points.
+
+    Training losses: ``loss_mask_point`` and ``loss_l2`` (L2 regulariser of the parameters).
+    """
+
+    def _init_roi_head(self, cfg, input_shape: ShapeSpec) -> None:
+        self.parameter_head = ConvFCHead(cfg, input_shape, output_shape=(self.num_params,))
+        self.regularizer = cfg.MODEL.IMPLICIT_POINTREND.PARAMS_L2_REGULARIZER
+
+    def _init_point_head(self, cfg, input_shape: dict[str, ShapeSpec]) -> None:
+        self.mask_point_on = True
+        if cfg.MODEL.ROI_HEADS.NUM_CLASSES != cfg.MODEL.POINT_HEAD.NUM_CLASSES:
+            raise ValueError(
+                f"MODEL.POINT_HEAD.NUM_CLASSES ({cfg.MODEL.POINT_HEAD.NUM_CLASSES}) must equal "
+                f"MODEL.ROI_HEADS.NUM_CLASSES ({cfg.MODEL.ROI_HEADS.NUM_CLASSES})"
+            )
+        self.mask_point_in_features = list(cfg.MODEL.POINT_HEAD.IN_FEATURES)
+        missing = [f for f in self.mask_point_in_features if f not in input_shape]
+        if missing:
+            raise KeyError(
+                f"MODEL.POINT_HEAD.IN_FEATURES {missing} are not among the features given to "
+                f"the mask head ({list(input_shape)})"
+            )
+        self.mask_point_train_num_points = cfg.MODEL.POINT_HEAD.TRAIN_NUM_POINTS
+        self.mask_point_subdivision_steps = cfg.MODEL.POINT_HEAD.SUBDIVISION_STEPS
+        self.mask_point_subdivision_num_points = cfg.MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS
+        in_channels = int(sum(input_shape[f].channels for f in self.mask_point_in_features))
+        self.point_head = build_point_head(cfg, ShapeSpec(channels=in_channels, width=1, height=1))
+        if not hasattr(self.point_head, "num_params"):
+            raise TypeError(
+                "ImplicitPointRendMaskHead needs a point head with predicted parameters "
+                f"(MODEL.POINT_HEAD.NAME: ImplicitPointHead), got {type(self.point_head).__name__}"
+            )
+        self.num_params = self.point_head.num_params
+        # Inference starts from a regular grid of SUBDIVISION_NUM_POINTS points.
+        side = int(math.sqrt(self.mask_point_subdivision_num_points))
+        if side * side != self.mask_point_subdivision_num_points:
+            raise ValueError(
+                "Implicit PointRend needs a square MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS, got "
+                f"{self.mask_point_subdivision_num_points}"
+            )
+        self.mask_point_subdivision_init_resolution = side
+
+    def forward(self, features: dict[str, torch.Tensor], instances: list[Instances]):
+        """As :meth:`PointRendMaskHead.forward`; training returns ``loss_l2`` and
+        ``loss_mask_point``."""
+        if self.training:
+            proposal_boxes = [x.proposal_boxes for x in instances]
+            parameters = self.parameter_head(self._roi_pooler(features, proposal_boxes))
+            losses = {"loss_l2": self.regularizer * (parameters**2).mean()}
+            point_coords, point_labels = self._uniform_sample_train_points(instances)
+            point_features = self._point_pooler(features, proposal_boxes, point_coords)
+            point_logits = self._get_point_logits(point_features, point_coords, parameters)
+            losses["loss_mask_point"] = roi_mask_point_loss(point_logits, instances, point_labels)
+            return losses
+        pred_boxes = [x.pred_boxes for x in instances]
+        parameters = self.parameter_head(self._roi_pooler(features, pred_boxes))
+        return self._subdivision_inference(features, parameters, instances)
+
+    def _uniform_sample_train_points(self, instances: list[Instances]):
+        cat_boxes = Boxes.cat([x.proposal_boxes for x in instances])
+        point_coords = torch.rand(
+            len(cat_boxes), self.mask_point_train_num_points, 2, device=cat_boxes.tensor.device
+        )
+        point_coords_wrt_image = get_point_coords_wrt_image(cat_boxes.tensor, point_coords)
+        point_labels = sample_point_labels(instances, point_coords_wrt_image)
+        return point_coords, point_labels
+
+    def _get_point_logits(
+        self, point_features: torch.Tensor, point_coords: torch.Tensor, parameters: torch.Tensor
+    ) -> torch.Tensor:
+        return self.point_head(point_features, point_coords, parameters)

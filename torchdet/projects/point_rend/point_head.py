@@ -6,6 +6,7 @@ Shape shorthand: R regions, P points, C fine-grained channels, K classes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -21,6 +22,7 @@ from torchdet.utils.registry import Registry
 
 __all__ = [
     "POINT_HEAD_REGISTRY",
+    "ImplicitPointHead",
     "StandardPointHead",
     "build_point_head",
     "roi_mask_point_loss",
@@ -151,6 +153,125 @@ class StandardPointHead(nn.Module):
             if self.coarse_pred_each_layer:
                 x = cat((x, coarse_features), dim=1)
         return self.predictor(x)
+
+
+@POINT_HEAD_REGISTRY.register()
+class ImplicitPointHead(nn.Module):
+    """Implicit PointRend's point head: an MLP whose weights are predicted per region (by the
+    mask head's parameter head) and applied to ``[positional encoding, fine-grained]`` point
+    features.
+
+    Has no learned parameters; ``num_params`` is the size of the per-region parameter vector
+    (all layer weights, then all biases). The positional encoding uses a fixed random Gaussian
+    matrix (buffer ``positional_encoding_gaussian_matrix``, (2, 128)).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        num_classes: int,
+        channels: int,
+        num_layers: int,
+        image_feature_enabled: bool = True,
+        positional_encoding_enabled: bool = True,
+    ):
+        """
+        Args:
+            input_shape: ``channels`` = C of the fine-grained features.
+            num_classes: K outputs per point (1 when class-agnostic).
+            channels: width of the hidden layers.
+            num_layers: number of layers (hidden + output), at least 2.
+            image_feature_enabled: use the fine-grained features.
+            positional_encoding_enabled: use the 256-channel Fourier encoding of the point.
+        """
+        super().__init__()
+        if num_layers < 2:
+            raise ValueError(f"ImplicitPointHead: num_layers must be >= 2, got {num_layers}")
+        self.num_layers = num_layers
+        self.channels = channels
+        self.num_classes = num_classes
+        self.image_feature_enabled = image_feature_enabled
+        self.positional_encoding_enabled = positional_encoding_enabled
+        self.in_channels = input_shape.channels if image_feature_enabled else 0
+        if positional_encoding_enabled:
+            self.in_channels += 256
+            self.register_buffer("positional_encoding_gaussian_matrix", torch.randn((2, 128)))
+        if self.in_channels <= 0:
+            raise ValueError(
+                "ImplicitPointHead: enable image features or the positional encoding (or both)"
+            )
+        widths = [self.in_channels] + [channels] * (num_layers - 1) + [num_classes]
+        # Layer l maps widths[l] -> widths[l + 1].
+        self.num_weight_params = [widths[i] * widths[i + 1] for i in range(num_layers)]
+        self.num_bias_params = [widths[i + 1] for i in range(num_layers)]
+        self._widths = widths
+        self.num_params = sum(self.num_weight_params) + sum(self.num_bias_params)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: ShapeSpec) -> dict:
+        agnostic = cfg.MODEL.POINT_HEAD.CLS_AGNOSTIC_MASK
+        return {
+            "input_shape": input_shape,
+            "num_classes": 1 if agnostic else cfg.MODEL.POINT_HEAD.NUM_CLASSES,
+            "channels": cfg.MODEL.POINT_HEAD.FC_DIM,
+            "num_layers": cfg.MODEL.POINT_HEAD.NUM_FC + 1,
+            "image_feature_enabled": cfg.MODEL.IMPLICIT_POINTREND.IMAGE_FEATURE_ENABLED,
+            "positional_encoding_enabled": cfg.MODEL.IMPLICIT_POINTREND.POS_ENC_ENABLED,
+        }
+
+    def forward(
+        self,
+        fine_grained_features: torch.Tensor,
+        point_coords: torch.Tensor,
+        parameters: torch.Tensor,
+    ) -> torch.Tensor:
+        """Args:
+            fine_grained_features (Tensor[R, C, P]); point_coords (Tensor[R, P, 2]) normalized
+            in each box; parameters (Tensor[R, num_params]).
+
+        Returns:
+            Tensor[R, K, P] point logits.
+        """
+        num_instances, _, num_points = fine_grained_features.shape
+        if num_instances == 0:
+            return fine_grained_features.new_zeros((0, self.num_classes, num_points))
+        if parameters.shape != (num_instances, self.num_params):
+            raise ValueError(
+                f"ImplicitPointHead: parameters must be ({num_instances}, {self.num_params}), "
+                f"got {tuple(parameters.shape)}"
+            )
+        if self.positional_encoding_enabled:
+            locations = 2 * point_coords.reshape(num_instances * num_points, 2) - 1
+            locations = 2 * math.pi * (locations @ self.positional_encoding_gaussian_matrix)
+            locations = torch.cat([torch.sin(locations), torch.cos(locations)], dim=1)
+            locations = locations.reshape(num_instances, num_points, 256).permute(0, 2, 1)
+            if self.image_feature_enabled:
+                fine_grained_features = torch.cat([locations, fine_grained_features], dim=1)
+            else:
+                fine_grained_features = locations
+        x = fine_grained_features.reshape(num_instances, self.in_channels, num_points)
+        weights, biases = self._parse_params(parameters)
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            x = torch.einsum("nck,ndc->ndk", x, w) + b
+            if i < len(weights) - 1:
+                x = F.relu(x)
+        return x
+
+    def _parse_params(self, parameters: torch.Tensor):
+        """Split (R, num_params) into per-layer weights (R, out, in) and biases (R, out, 1)."""
+        n = parameters.shape[0]
+        splits = torch.split(parameters, self.num_weight_params + self.num_bias_params, dim=1)
+        weights = [
+            splits[i].reshape(n, self._widths[i + 1], self._widths[i])
+            for i in range(self.num_layers)
+        ]
+        biases = [
+            splits[self.num_layers + i].reshape(n, self._widths[i + 1], 1)
+            for i in range(self.num_layers)
+        ]
+        return weights, biases
 
 
 def build_point_head(cfg, input_shape: ShapeSpec) -> nn.Module:
