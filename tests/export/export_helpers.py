@@ -100,3 +100,40 @@ def assert_same_outputs(ref: dict, got: dict, what: str) -> None:
         agree = (rp == gp).float().mean().item()
         assert agree >= 0.99, f"{what}: panoptic ids agree on {agree:.4f} of pixels"
         assert [s["category_id"] for s in rinfo] == [s["category_id"] for s in ginfo]
+
+
+# Run in a fresh interpreter: any attempt to import torchdet fails, so the exported file must be
+# self-contained.
+_BLOCK_TORCHDET = """
+import sys
+
+
+class _NoTorchdet:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchdet" or name.startswith("torchdet."):
+            raise ImportError("the exported model must run without torchdet")
+        return None
+
+
+sys.meta_path.insert(0, _NoTorchdet())
+"""
+
+
+def run_without_torchdet(script: str, cwd) -> None:
+    """Run ``script`` with ``sys.executable`` in ``cwd``, torchdet imports blocked; raise with its
+    output if it fails."""
+    import subprocess
+    import sys
+
+    full = (
+        _BLOCK_TORCHDET
+        + script
+        + "\nassert not any(m.startswith('torchdet') for m in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", full], cwd=str(cwd), capture_output=True, text=True, timeout=300
+    )
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )

@@ -133,10 +133,13 @@ class InstancesSchema(DictSchema):
     def flatten(cls, obj: Instances) -> tuple[tuple, FlattenedSchema]:
         values, schema = DictSchema.flatten(obj.get_fields())
         size = obj.image_size
-        if not isinstance(size, torch.Tensor):
+        if isinstance(size, torch.Tensor):
+            size = size.reshape(2)
+        elif any(isinstance(v, torch.Tensor) for v in size):
+            # traced sizes: stack them so the output follows the input's size
+            size = torch.stack([torch.as_tensor(v).reshape(()) for v in size])
+        else:
             size = torch.tensor([int(size[0]), int(size[1])])
-        elif size.dim() == 0 or size.numel() != 2:
-            size = torch.stack([torch.as_tensor(s) for s in size])
         return values + (size,), cls(schema.schemas, schema.sizes, schema.keys)
 
 

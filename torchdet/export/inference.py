@@ -23,6 +23,7 @@ from torchdet.modeling.meta_arch.panoptic_fpn import (
     PanopticFPN,
     combine_semantic_and_instance_outputs,
 )
+from torchdet.modeling.meta_arch.rcnn import _normalize_and_pad
 from torchdet.modeling.meta_arch.semantic_seg import SemanticSegmentor
 from torchdet.structures import Instances, heatmaps_to_keypoints
 
@@ -47,7 +48,9 @@ def _panoptic(model: PanopticFPN, image: torch.Tensor) -> tuple[Instances, torch
 
 
 def _semantic(model: SemanticSegmentor, image: torch.Tensor) -> torch.Tensor:
-    images = model.preprocess_image([{"image": image}])
+    images = _normalize_and_pad(
+        [{"image": image}], model.pixel_mean, model.pixel_std, model.backbone
+    )
     features = model.backbone(images.tensor)
     return model.sem_seg_head(features, None)[0][0]
 
