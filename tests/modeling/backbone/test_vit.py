@@ -137,3 +137,54 @@ def test_bad_input():
         )
     with pytest.raises(ValueError, match="divisible"):
         ViT(img_size=32, depth=1, embed_dim=10, num_heads=3)
+
+
+def test_lr_decay_through_the_optimizer_param_groups():
+    from functools import partial
+
+    from torch import nn
+
+    from torchdet.solver import get_default_optimizer_params
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = _sfp()
+
+    model = Wrapper()
+    groups = get_default_optimizer_params(
+        model,
+        base_lr=1.0,
+        lr_factor_func=partial(get_vit_lr_decay_rate, lr_decay_rate=0.5, num_layers=2),
+    )
+    lr_of = {}
+    for group in groups:
+        for p in group["params"]:
+            lr_of[id(p)] = group["lr"]
+    net = model.backbone.net
+    assert lr_of[id(net.pos_embed)] == 0.125
+    assert lr_of[id(net.blocks[0].attn.qkv.weight)] == 0.25
+    assert lr_of[id(net.blocks[1].mlp.fc2.weight)] == 0.5
+    # The residual conv block after block 1 and the pyramid are not decayed.
+    assert lr_of[id(net.blocks[1].residual.conv1.weight)] == 1.0
+    assert lr_of[id(model.backbone.simfp_2[0].weight)] == 1.0
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    plain = ViT(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, use_rel_pos=True)
+    ckpt = ViT(
+        img_size=32,
+        patch_size=8,
+        embed_dim=16,
+        depth=2,
+        num_heads=2,
+        use_rel_pos=True,
+        use_act_checkpoint=True,
+    )
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 32, 40)
+    plain(x)["last_feat"].square().sum().backward()
+    ckpt(x)["last_feat"].square().sum().backward()
+    for (name, p), q in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
