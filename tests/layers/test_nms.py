@@ -420,6 +420,10 @@ def test_bad_inputs_name_the_argument():
         batched_nms(torch.zeros(3, 4), torch.zeros(3), torch.zeros(2, dtype=torch.int64), 0.5)
     with pytest.raises(TypeError, match="idxs must be an integer"):
         batched_nms(torch.zeros(3, 4), torch.zeros(3), torch.zeros(3), 0.5)
+    with pytest.raises(ValueError, match="but idxs on meta"):
+        batched_nms(
+            torch.zeros(3, 4), torch.zeros(3), torch.zeros(3, dtype=torch.int64, device="meta"), 0.5
+        )
     with pytest.raises(ValueError, match=r"boxes must have shape \(N, 5\)"):
         nms_rotated(torch.zeros(3, 4), torch.zeros(3), 0.5)
 

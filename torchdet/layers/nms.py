@@ -93,6 +93,8 @@ def _check_idxs(fn: str, boxes: torch.Tensor, idxs: torch.Tensor) -> None:
         )
     if idxs.is_floating_point() or idxs.is_complex():
         raise TypeError(f"{fn}: idxs must be an integer tensor, got {idxs.dtype}")
+    if idxs.device != boxes.device:
+        raise ValueError(f"{fn}: boxes on {boxes.device} but idxs on {idxs.device}")
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
