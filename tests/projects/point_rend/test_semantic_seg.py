@@ -82,3 +82,50 @@ def test_bad_config():
     cfg.MODEL.POINT_HEAD.NUM_CLASSES = 3
     with pytest.raises(ValueError, match="NUM_CLASSES"):
         PointRendSemSegHead(cfg, SHAPES)
+
+
+def test_semantic_segmentor_from_the_packaged_config_trains_and_infers():
+    from pathlib import Path
+
+    import torchdet.projects.point_rend as point_rend
+    from torchdet.modeling import build_model
+    from torchdet.utils.events import EventStorage
+
+    torch.manual_seed(0)
+    cfg = get_cfg()
+    add_pointrend_config(cfg)
+    cfg.merge_from_file(
+        str(
+            Path(point_rend.__file__).parent
+            / "configs/SemanticSegmentation/Base-PointRend-Semantic-FPN.yaml"
+        )
+    )
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    cfg.MODEL.RESNETS.NORM = "BN"
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 32
+    cfg.MODEL.RESNETS.NUM_GROUPS = 1
+    cfg.MODEL.RESNETS.WIDTH_PER_GROUP = 8
+    cfg.MODEL.FPN.OUT_CHANNELS = 16
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 5
+    cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM = 16
+    cfg.MODEL.SEM_SEG_HEAD.NORM = ""
+    cfg.MODEL.POINT_HEAD.NUM_CLASSES = 5
+    cfg.MODEL.POINT_HEAD.FC_DIM = 16
+    cfg.MODEL.POINT_HEAD.TRAIN_NUM_POINTS = 128
+    cfg.MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS = 256
+    model = build_model(cfg)
+    assert isinstance(model.sem_seg_head, PointRendSemSegHead)
+    image = torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8)
+    sem_seg = torch.randint(0, 5, (64, 96))
+    model.train()
+    with EventStorage():
+        losses = model([{"image": image, "sem_seg": sem_seg}])
+    assert set(losses) == {"loss_sem_seg", "loss_sem_seg_point"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.sem_seg_head.point_head.predictor.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([{"image": image, "height": 32, "width": 48}])
+    assert out["sem_seg"].shape == (5, 32, 48)
