@@ -26,6 +26,22 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "invoke_main",
         "FLOPs, activations, parameters or structure of a model",
     ),
+    "quickstart": (
+        "torchdet.tools.quickstart",
+        "invoke_main",
+        "train, evaluate and visualize a small Mask R-CNN on synthetic data (CPU, minutes)",
+    ),
+    "demo": ("torchdet.tools.demo", "invoke_main", "draw a model's predictions on images/videos"),
+    "visualize-data": (
+        "torchdet.tools.visualize_data",
+        "invoke_main",
+        "draw a dataset's annotations or the train loader's batches",
+    ),
+    "visualize-results": (
+        "torchdet.tools.visualize_json_results",
+        "invoke_main",
+        "draw a COCO results json over its dataset",
+    ),
 }
 
 

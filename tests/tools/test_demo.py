@@ -108,3 +108,66 @@ def test_bad_arguments(tiny_setup, tmp_path):
         run(cfg + ["--webcam"], weights)
     with pytest.raises(ValueError, match="confidence"):
         run(cfg + ["--input", "a.jpg", "--confidence-threshold", "2"], weights)
+
+
+def test_visualize_data_annotation_and_dataloader(tiny_setup, tmp_path):
+    from torchdet.tools import visualize_data
+
+    root, _ = tiny_setup
+    base = ["--config-file", "quickstart/mask_rcnn_R50_FPN_shapes.yaml", "--shapes-root", str(root)]
+    out = visualize_data.main(
+        visualize_data.get_parser().parse_args(
+            base + ["--source", "annotation", "--output-dir", str(tmp_path / "a")]
+        )
+    )
+    assert len(out) == 1  # the train split has one image
+    src = cv2.imread(str(root / "train" / "images" / os.path.basename(out[0])))
+    drawn = cv2.imread(out[0])
+    assert drawn.shape == src.shape and (drawn != src).any()
+    args = base + ["--source", "dataloader", "--output-dir", str(tmp_path / "b")]
+    args += [
+        "--max-images",
+        "2",
+        "--opts",
+        "INPUT.MIN_SIZE_TRAIN",
+        "(64,)",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+    ]
+    out = visualize_data.main(visualize_data.get_parser().parse_args(args))
+    assert len(out) == 2
+    assert min(cv2.imread(out[0]).shape[:2]) == 64  # the loader's resized image
+
+
+def test_visualize_json_results(tiny_setup, tmp_path):
+    from torchdet.tools import visualize_json_results as vjr
+
+    root, _ = tiny_setup
+    gt = json.loads((root / "val" / "instances.json").read_text())
+    results = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 0.9,
+        }
+        for a in gt["annotations"]
+    ]
+    results.append(
+        {"image_id": gt["images"][0]["id"], "category_id": 1, "bbox": [0, 0, 5, 5], "score": 0.1}
+    )
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    args = ["--input", str(path), "--dataset", "shapes_val", "--output", str(tmp_path / "o")]
+    args += ["--shapes-root", str(root)]
+    out = vjr.main(vjr.get_parser().parse_args(args))
+    assert len(out) == 3
+    first = gt["images"][0]
+    drawn = cv2.imread(out[0])
+    assert drawn.shape == (first["height"], 2 * first["width"], 3)
+    inst = vjr.create_instances(results, (first["height"], first["width"]), 0.5, {1: 0, 2: 1, 3: 2})
+    assert len(inst) == len(gt["annotations"])  # the 0.1-score box is dropped
+    with pytest.raises(KeyError, match="category id 9"):
+        vjr.create_instances(
+            [{"bbox": [0, 0, 1, 1], "score": 1.0, "category_id": 9}], (5, 5), 0.5, {1: 0}
+        )
