@@ -369,6 +369,7 @@ class SimpleTrainer(TrainerBase):
             self._samples_consumed = 0
 
     def _next_batch(self) -> Any:
+        self._all_rng_states = None  # a new iteration: states gathered before are stale
         data = next(self._data_loader_iter)
         if isinstance(data, list | tuple):
             self._samples_consumed += len(data)
@@ -491,8 +492,8 @@ class SimpleTrainer(TrainerBase):
     def state_dict(self) -> dict[str, Any]:
         ret = super().state_dict()
         ret["optimizer"] = self.optimizer.state_dict()
+        # Gathered by prepare_for_checkpoint in this iteration (kept for every save of it).
         rng = self._all_rng_states
-        self._all_rng_states = None
         ret["rng_states"] = rng if rng is not None else [get_rng_states()]
         if self._sampler is not None:
             ret["data_loader"] = {
