@@ -36,7 +36,9 @@ __all__ = [
 ActivationClass = Callable[[], nn.Module]
 
 
-def conv2d(w_in: int, w_out: int, k: int, *, stride: int = 1, groups: int = 1, bias: bool = False):
+def conv2d(
+    w_in: int, w_out: int, k: int, *, stride: int = 1, groups: int = 1, bias: bool = False
+) -> nn.Conv2d:
     """A 'same'-padded k x k convolution (k odd)."""
     if k % 2 != 1:
         raise ValueError(f"conv2d: only odd kernel sizes are supported, got {k}")
