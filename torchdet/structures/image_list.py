@@ -92,7 +92,7 @@ class ImageList:
                     f"{tuple(tensors[0].shape)}; all dims but (H, W) (e.g. channels) must match"
                 )
 
-        if torch.jit.is_tracing() and len(tensors) == 1:
+        if (torch.jit.is_tracing() or torch.compiler.is_exporting()) and len(tensors) == 1:
             return ImageList._from_traced_tensor(
                 tensors[0], size_divisibility, pad_value, padding_constraints
             )
