@@ -26,6 +26,11 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "invoke_main",
         "FLOPs, activations, parameters or structure of a model",
     ),
+    "export": (
+        "torchdet.tools.export_model",
+        "invoke_main",
+        "export a model to ONNX, TorchScript or torch.export",
+    ),
     "quickstart": (
         "torchdet.tools.quickstart",
         "invoke_main",
