@@ -17,7 +17,7 @@ from torchdet.modeling.roi_heads import (
     select_proposals_with_visible_keypoints,
 )
 from torchdet.modeling.roi_heads.cascade_rcnn import _ScaleGradient
-from torchdet.structures import BitMasks, Boxes, Instances, Keypoints, RotatedBoxes
+from torchdet.structures import BitMasks, Boxes, Instances, Keypoints, RotatedBoxes, pairwise_iou
 from torchdet.utils.events import EventStorage
 
 SHAPES = {f"p{i}": ShapeSpec(channels=8, stride=2**i) for i in (2, 3, 4, 5)}
@@ -221,3 +221,55 @@ def test_res5_heads_from_c4_config():
     with torch.no_grad():
         (res,), _ = heads(None, feats, [_proposals([[4, 4, 40, 40], [10, 10, 60, 60]])])
     assert res.pred_masks.shape[1:] == (1, 14, 14)
+
+
+def test_heads_overfit_one_image():
+    """Box and mask heads on fixed features and proposals learn one image: the losses go
+    to ~0 and inference from the jittered proposals recovers the ground-truth boxes,
+    classes and masks."""
+    cfg = _cfg()
+    cfg.MODEL.MASK_ON = True
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 64
+    cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.5
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
+    cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = 16
+    torch.manual_seed(0)
+    heads = build_roi_heads(cfg, SHAPES)
+    feats = _features()
+    targets = _targets()
+    masks = torch.zeros(2, 64, 64, dtype=torch.bool)
+    masks[0, 4:20, 4:12] = True  # left half of box 0
+    masks[1, 30:50, 30:60] = True
+    targets.gt_masks = BitMasks(masks)
+    g = torch.Generator().manual_seed(1)
+
+    def jittered(n: int) -> Instances:
+        gt = targets.gt_boxes.tensor.repeat(n, 1)
+        size = (gt[:, 2:] - gt[:, :2]).repeat(1, 2)
+        boxes = gt + 0.1 * size * (2 * torch.rand(gt.shape, generator=g) - 1)
+        background = torch.tensor([[40.0, 0, 60, 20], [0, 40, 20, 60]])
+        return _proposals(torch.cat([boxes, background]))
+
+    proposals = jittered(4)
+    opt = torch.optim.Adam(heads.parameters(), lr=5e-3)
+    heads.train()
+    with EventStorage(0):
+        for _ in range(100):
+            _, losses = heads(None, feats, [proposals], [targets])
+            opt.zero_grad()
+            sum(losses.values()).backward()
+            opt.step()
+    assert losses["loss_cls"] < 0.05 and losses["loss_box_reg"] < 0.1, losses
+    assert losses["loss_mask"] < 0.3, losses
+
+    heads.eval()
+    with torch.no_grad():
+        (res,), _ = heads(None, feats, [proposals])
+    res = res[res.scores > 0.5]
+    iou = pairwise_iou(targets.gt_boxes, res.pred_boxes)
+    best = iou.argmax(dim=1)
+    assert iou.max(dim=1).values.min() > 0.85
+    assert res.pred_classes[best].tolist() == [0, 1]
+    # The predicted RoI mask of box 0 is its left half.
+    m = res.pred_masks[best[0], 0] > 0.5
+    assert m[:, :3].float().mean() > 0.8 and m[:, -3:].float().mean() < 0.2
