@@ -49,7 +49,7 @@ def test_onnx_matches_eager(parity_model, tmp_path):
     adapter = export_onnx(model, sample["image"], path)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     detections = 0
-    for i, x in enumerate(others):
+    for i, x in enumerate(others[:2]):  # two sizes keep the 8 exports under 3 minutes
         assert x["image"].shape != sample["image"].shape
         ref = h.eager_outputs(model, x)
         got = _run_onnx(session, adapter, model, x)

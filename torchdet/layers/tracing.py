@@ -18,6 +18,7 @@ Shape shorthand: N boxes, K RoIs, C channels, (H, W) feature map, (oh, ow) outpu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -33,6 +34,18 @@ __all__ = [
 def is_onnx_exporting() -> bool:
     """True while ``torch.onnx.export`` traces a model."""
     return bool(torch.onnx.is_in_onnx_export())
+
+
+@contextlib.contextmanager
+def _tracing_paused():
+    # Inside a custom op the tracer records nothing, but torch.jit.is_tracing() still says True,
+    # which would send the eager kernels back here.
+    state = torch._C._get_tracing_state()
+    torch._C._set_tracing_state(None)
+    try:
+        yield
+    finally:
+        torch._C._set_tracing_state(state)
 
 
 @functools.cache
@@ -74,8 +87,12 @@ def _nms_greedy(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float)
 
 @torch.library.custom_op("torchdet::nms", mutates_args=())
 def _nms_op(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    # A custom op is recorded by the tracer as one node, which the ONNX symbolic below replaces.
-    return _scripted("_nms_greedy")(boxes, scores, iou_threshold)
+    # A custom op is recorded by the tracer as one node, which the ONNX symbolic below replaces;
+    # its values come from the eager kernel.
+    from .nms import nms
+
+    with _tracing_paused():
+        return nms(boxes, scores, iou_threshold)
 
 
 @_nms_op.register_fake
@@ -224,8 +241,10 @@ def _roi_align_op(
     sampling_ratio: int,
     aligned: bool,
 ) -> torch.Tensor:
-    fn = _scripted("_roi_align_separable")
-    return fn(input, rois, oh, ow, spatial_scale, sampling_ratio, aligned)
+    from .roi_align import roi_align
+
+    with _tracing_paused():
+        return roi_align(input, rois, (oh, ow), spatial_scale, sampling_ratio, aligned)
 
 
 @_roi_align_op.register_fake
