@@ -8,10 +8,16 @@ from .backbone import (
     FPN,
     Backbone,
     BasicStem,
+    MViT,
+    RegNet,
     ResNet,
     ResNetBlockBase,
+    SimpleFeaturePyramid,
+    SwinTransformer,
+    ViT,
     build_backbone,
     build_resnet_backbone,
+    get_vit_lr_decay_rate,
     make_stage,
 )
 from .box_regression import Box2BoxTransform, Box2BoxTransformLinear, Box2BoxTransformRotated
