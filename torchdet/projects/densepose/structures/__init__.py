@@ -1,0 +1,6 @@
+"""DensePose data structures: predictor outputs and ground truth."""
+
+from .chart import DensePoseChartPredictorOutput
+from .data_relative import DensePoseDataRelative
+
+__all__ = [k for k in globals() if not k.startswith("_")]
