@@ -19,6 +19,20 @@ from torchdet.tools import demo
 SIZE_OPTS = ["INPUT.MIN_SIZE_TEST", "96", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
 
 
+@pytest.fixture(autouse=True)
+def _forget_registered_datasets():
+    """Registrations are global: drop the datasets a test registered (other tests use other
+    folders under the same names)."""
+    from torchdet.data import DatasetCatalog, MetadataCatalog
+
+    before = set(DatasetCatalog.list())
+    yield
+    for name in set(DatasetCatalog.list()) - before:
+        DatasetCatalog.remove(name)
+        if name in MetadataCatalog.list():
+            MetadataCatalog.remove(name)
+
+
 @pytest.fixture(scope="module")
 def tiny_setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")

@@ -14,6 +14,20 @@ from torchdet.tools import quickstart
 from torchdet.tools.quickstart import format_metrics_table, plot_training_curve
 
 
+@pytest.fixture(autouse=True)
+def _forget_registered_datasets():
+    """Registrations are global: drop the datasets a test registered (other tests use other
+    folders under the same names)."""
+    from torchdet.data import DatasetCatalog, MetadataCatalog
+
+    before = set(DatasetCatalog.list())
+    yield
+    for name in set(DatasetCatalog.list()) - before:
+        DatasetCatalog.remove(name)
+        if name in MetadataCatalog.list():
+            MetadataCatalog.remove(name)
+
+
 def test_format_metrics_table():
     table = format_metrics_table(
         {"bbox": {"AP": 66.6857, "AP50": 83.9}, "segm": {"AP": 70.8, "APl": math.nan}, "x": {}}
