@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m torchdet.demo $(ARGS)
+	$(PY) -m torchdet.tools.quickstart $(ARGS)
 
 test: venv
 	$(PY) -m ruff check torchdet tests benchmarks
