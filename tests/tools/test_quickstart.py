@@ -72,7 +72,8 @@ def test_plot_training_curve_pixels(tmp_path):
         plot_training_curve(str(path), str(out))
 
 
-def test_quickstart_end_to_end_tiny(tmp_path, monkeypatch):
+@pytest.mark.parametrize("num_procs", [1, 2])
+def test_quickstart_end_to_end_tiny(tmp_path, monkeypatch, num_procs):
     root = tmp_path / "shapes"
     generate_shapes_dataset(root, 6, split="train", image_size_range=((96, 112), (96, 112)))
     generate_shapes_dataset(root, 2, split="val", image_size_range=((96, 112), (96, 112)))
@@ -84,6 +85,8 @@ def test_quickstart_end_to_end_tiny(tmp_path, monkeypatch):
             str(out),
             "--num-vis",
             "2",
+            "--num-procs",
+            str(num_procs),
             "--opts",
             "SOLVER.MAX_ITER",
             "2",
@@ -100,6 +103,7 @@ def test_quickstart_end_to_end_tiny(tmp_path, monkeypatch):
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["iterations"] == 2 and summary["data_root"] == str(root)
+    assert summary["num_procs"] == num_procs
     assert set(summary["phases"]) == {"data", "train+eval", "report"}
     # an untrained model may detect nothing: AP is then NaN (bbox) or absent (segm)
     assert "bbox_AP" in summary and "segm_AP" in summary
