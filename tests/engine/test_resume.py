@@ -112,3 +112,25 @@ def test_two_process_sigkill_and_resume_is_bitwise_exact(tmp_path):
     assert ckpt["data_loader"]["sampler"]["num_yielded"] == 4 * 2  # per rank: 4 iterations x 2
     _run(killed, "--num-procs", "2", "--resume")
     assert _bitwise_equal(_weights(killed), _weights(full))
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_with_workers_and_grouping_is_bitwise_exact(tmp_path):
+    """2 DataLoader workers and aspect-ratio grouping: items are seeded by stream position and
+    the images waiting in the grouping buckets are checkpointed and read again on resume.
+    """
+    opts = ("--workers", "2", "--grouping")
+    full, killed = tmp_path / "full_wg", tmp_path / "killed_wg"
+    _run(full, *opts)
+    _run(killed, *opts, "--kill-at", "6", expect_kill=True)
+    loader_state = torch.load(killed / "model_0000003.pth", weights_only=True)["trainer"]
+    loader_state = loader_state["_trainer"]["data_loader"]
+    assert loader_state["sampler"]["num_yielded"] == 4 * 4  # 4 iterations x 4 images
+    (grouping,) = loader_state["grouping"]  # one rank
+    waiting = len(grouping["pending"][0]) + len(grouping["pending"][1])
+    assert waiting > 0 and grouping["next_position"] == 16 + waiting  # images were waiting
+    _run(killed, *opts, "--resume")
+    assert _bitwise_equal(_weights(killed), _weights(full))
+    full_losses = json.loads((full / "losses.json").read_text())["total_loss"]
+    resumed = json.loads((killed / "losses.json").read_text())["total_loss"]
+    assert resumed == full_losses[4:]

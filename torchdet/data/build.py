@@ -269,7 +269,11 @@ def build_batch_data_loader(
         if sampler is not None:
             raise ValueError("sampler must be None when the dataset is iterable")
     else:
-        dataset = ToIterableDataset(dataset, sampler)
+        # Without grouping each worker takes whole batches (worker k: batches k, k + K, ...) so
+        # batches come out in stream order; grouping regroups single items, which then come
+        # out in stream order when workers take single items in turn.
+        chunk = 1 if aspect_ratio_grouping else batch_size
+        dataset = ToIterableDataset(dataset, sampler, shard_chunk_size=chunk)
     loader_kwargs: dict[str, Any] = {
         "num_workers": num_workers,
         "worker_init_fn": worker_init_reset_seed,
@@ -379,10 +383,11 @@ def build_detection_train_loader(
 
     To resume training at iteration ``it``, pass the same seed and the number of indices this
     rank consumed: ``sampler=TrainingSampler(len(dataset), seed=seed, start=it * batch)`` with
-    ``batch = total_batch_size // world_size``. Without aspect-ratio grouping and with at most one
-    worker, the batches then continue exactly (several workers each batch their own share of the
-    stream, so the cut falls mid-share); with grouping, the items waiting in the two grouping
-    buffers at the stop are skipped.
+    ``batch = total_batch_size // world_size``. With a resumable sampler (the training samplers
+    here), each item's augmentation randomness is seeded from (sampler seed, stream position),
+    so the batches then continue exactly, with or without workers. With aspect-ratio grouping
+    also restore the grouping state (``AspectRatioGroupedDataset.state_dict()``, which the
+    trainer checkpoints): the images waiting in its buckets are read again.
     """
     if isinstance(dataset, list):
         dataset = DatasetFromList(dataset, copy=False)

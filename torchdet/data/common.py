@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
-import itertools
 import logging
 import pickle
 import random
@@ -164,38 +164,142 @@ class DatasetFromList(torchdata.Dataset):
         return self._lst[idx]
 
 
+# Mixed into every item seed, so augmentation seeds differ from the sampler's own seed.
+_ITEM_SEED_TAG = 0x5EED17E4
+
+
+def item_seed(base_seed: int, global_position: int) -> int:
+    """The seed of the item at ``global_position`` of a stream seeded with ``base_seed``.
+
+    ``SeedSequence`` hashes the pair, so neighbouring positions get unrelated seeds.
+    """
+    entropy = [int(base_seed) % 2**64, int(global_position), _ITEM_SEED_TAG]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def _seed_generators(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    # The CPU generator only: torch.manual_seed would also reseed CUDA's in the main process.
+    torch.default_generator.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _isolated_generators() -> Iterator[None]:
+    """Restore python's, numpy's and torch's CPU generators on exit."""
+    states = (random.getstate(), np.random.get_state(), torch.default_generator.get_state())
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.default_generator.set_state(states[2])
+
+
 class ToIterableDataset(torchdata.IterableDataset):
     """Iterate ``dataset[i]`` for ``i`` in ``sampler``.
 
-    With several DataLoader workers and ``shard_sampler=True``, worker ``k`` of ``K`` takes
-    sampler positions ``k, k + K, ...``; the DataLoader interleaves workers in turn, so the
-    output order is the sampler's order.
+    With several DataLoader workers and ``shard_sampler=True``, the sampler's stream is cut in
+    chunks of ``shard_chunk_size`` positions and worker ``k`` of ``K`` takes chunks
+    ``k, k + K, ...``; the DataLoader takes workers in turn, so with ``shard_chunk_size`` equal
+    to its batch size (or 1 with ``batch_size=None``) the output order is the sampler's order.
+
+    With a resumable training sampler (one with a ``seed`` in ``state_dict()`` and
+    ``global_position``), python's, numpy's and torch's generators are seeded from
+    ``item_seed(seed, global position)`` before each item is read (in the main process, within
+    a scope that restores them after). An item's augmentation then depends only on the seed
+    and its stream position, not on the worker count nor on where training was resumed.
     """
 
-    def __init__(self, dataset: torchdata.Dataset, sampler: torchdata.Sampler, shard_sampler=True):
+    def __init__(
+        self,
+        dataset: torchdata.Dataset,
+        sampler: torchdata.Sampler,
+        shard_sampler: bool = True,
+        shard_chunk_size: int = 1,
+    ):
         if isinstance(dataset, torchdata.IterableDataset):
             raise TypeError("ToIterableDataset takes a map-style dataset, got an iterable one")
         if not isinstance(sampler, torchdata.Sampler):
             raise TypeError(f"sampler must be a torch Sampler, got {type(sampler)}")
+        if int(shard_chunk_size) <= 0:
+            raise ValueError(f"shard_chunk_size must be positive, got {shard_chunk_size}")
         self.dataset = dataset
         self.sampler = sampler
         self.shard_sampler = shard_sampler
+        self.shard_chunk_size = int(shard_chunk_size)
+
+    @property
+    def reseeds_per_item(self) -> bool:
+        """Whether items are seeded by stream position (the sampler is a resumable one)."""
+        return hasattr(self.sampler, "global_position") and hasattr(self.sampler, "start")
+
+    def _read(self, idx: int, position: int, seed: int | None, in_worker: bool) -> Any:
+        if seed is None:
+            return self.dataset[idx]
+        s = item_seed(seed, self.sampler.global_position(position))
+        if in_worker:  # a worker's generators serve nothing else
+            _seed_generators(s)
+            return self.dataset[idx]
+        with _isolated_generators():
+            _seed_generators(s)
+            return self.dataset[idx]
+
+    def _seed(self) -> int | None:
+        return int(self.sampler.state_dict()["seed"]) if self.reseeds_per_item else None
 
     def __iter__(self) -> Iterator[Any]:
-        indices: Iterator[int] = iter(self.sampler)
         info = torchdata.get_worker_info()
-        if self.shard_sampler and info is not None and info.num_workers > 1:
-            indices = itertools.islice(indices, info.id, None, info.num_workers)
-        for idx in indices:
-            yield self.dataset[idx]
+        seed = self._seed()
+        start = self.sampler.start if seed is not None else 0
+        shard = self.shard_sampler and info is not None and info.num_workers > 1
+        chunk = self.shard_chunk_size
+        for k, idx in enumerate(self.sampler):
+            if shard and (k // chunk) % info.num_workers != info.id:
+                continue
+            yield self._read(idx, start + k, seed, info is not None)
+
+    def items_at(self, positions: list[int]) -> list[Any]:
+        """Read again, in this process, the items at the given rank-local stream positions;
+        they equal those the stream gave there (needs a resumable sampler).
+        """
+        seed = self._seed()
+        if seed is None:
+            raise TypeError(
+                f"items_at needs a resumable sampler (seed, positions); got {type(self.sampler)}"
+            )
+        indices = self.sampler.indices_at(list(positions))
+        return [self._read(i, p, seed, False) for i, p in zip(indices, positions)]
 
     def __len__(self) -> int:
         return len(self.sampler)
 
 
+def _find_stream_source(obj: Any, max_depth: int = 6) -> ToIterableDataset | None:
+    """The ``ToIterableDataset`` a chain of loader wrappers reads from, if any."""
+    for _ in range(max_depth):
+        if isinstance(obj, ToIterableDataset):
+            return obj
+        nxt = None
+        for attr in ("loader", "dataset", "_dataset"):
+            nxt = getattr(obj, attr, None)
+            if nxt is not None:
+                break
+        if nxt is None:
+            return None
+        obj = nxt
+    return None
+
+
 class AspectRatioGroupedDataset(torchdata.IterableDataset):
     """Batch a stream of dataset dicts so each batch has only landscape (w > h) or only
     portrait/square images, by the dicts' ``width``/``height``.
+
+    Resumable when it reads (through DataLoaders) a :class:`ToIterableDataset` with a
+    resumable sampler, in stream order: ``state_dict()`` holds the stream positions of the
+    images waiting in the two buckets and the next position; after ``load_state_dict`` the next
+    ``iter()`` re-reads the waiting images (seeded by position, so they are the same tensors)
+    and continues the stream from the saved next position.
 
     Yields:
         list[dict] of length ``batch_size``.
@@ -207,16 +311,71 @@ class AspectRatioGroupedDataset(torchdata.IterableDataset):
         self.dataset = dataset
         self.batch_size = batch_size
         self._buckets: list[list[dict]] = [[], []]
+        self._positions: list[list[int]] = [[], []]
+        self._next_position: int | None = None
+        self._to_restore: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[list[dict]]:
-        for d in self.dataset:
-            w, h = d["width"], d["height"]
-            bucket = self._buckets[0 if w > h else 1]
-            bucket.append(d)
-            if len(bucket) == self.batch_size:
-                batch = bucket[:]
-                del bucket[:]
+        source = _find_stream_source(self.dataset)
+        resumable = source is not None and source.reseeds_per_item
+        buckets: list[list[dict]] = [[], []]
+        positions: list[list[int]] = [[], []]
+        restore, self._to_restore = self._to_restore, None
+        if restore is not None and restore.get("next_position") is not None:
+            if not resumable:
+                raise TypeError(
+                    "AspectRatioGroupedDataset: a saved state can only be restored when reading "
+                    "a ToIterableDataset with a resumable sampler"
+                )
+            waiting = [sorted(int(p) for p in b) for b in restore["pending"]]
+            flat = waiting[0] + waiting[1]
+            items = source.items_at(flat)
+            buckets = [items[: len(waiting[0])], items[len(waiting[0]) :]]
+            positions = waiting
+            sampler = source.sampler
+            sampler.load_state_dict(
+                {"seed": sampler.state_dict()["seed"], "num_yielded": restore["next_position"]}
+            )
+        self._buckets, self._positions = buckets, positions
+        self._next_position = source.sampler.start if resumable else 0
+        # A DataLoader draws its workers' base seed from torch's generator when its iterator
+        # is made (here, at the first batch): keep that draw out of the training stream, or a
+        # resumed run (which makes it at another iteration) would shift the stream.
+        with _isolated_generators():
+            stream = iter(self.dataset)
+        for d in stream:
+            pos = self._next_position
+            self._next_position += 1
+            b = 0 if d["width"] > d["height"] else 1
+            buckets[b].append(d)
+            positions[b].append(pos)
+            if len(buckets[b]) == self.batch_size:
+                batch = buckets[b][:]
+                del buckets[b][:]
+                del positions[b][:]
                 yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"next_position", "pending"}``: the stream position of the next image to read
+        (``None`` before the first iteration) and those of the images waiting per bucket.
+        """
+        if self._to_restore is not None:  # loaded but not iterated yet
+            return copy.deepcopy(self._to_restore)
+        return {"next_position": self._next_position, "pending": [list(p) for p in self._positions]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Make the next ``iter()`` continue from ``state`` (see :meth:`state_dict`)."""
+        missing = {"next_position", "pending"} - set(state)
+        if missing:
+            raise KeyError(f"AspectRatioGroupedDataset.load_state_dict: missing {sorted(missing)}")
+        if len(state["pending"]) != 2:
+            raise ValueError(
+                f"AspectRatioGroupedDataset: 'pending' must hold 2 buckets, got {state['pending']}"
+            )
+        self._to_restore = {
+            "next_position": state["next_position"],
+            "pending": [list(b) for b in state["pending"]],
+        }
 
 
 def _tensor_from_numpy(array: np.ndarray) -> torch.Tensor:
@@ -274,8 +433,9 @@ class UnpackedLoader(torchdata.IterableDataset):
         self.loader = loader
 
     def __iter__(self) -> Iterator[Any]:
-        for data in self.loader:
-            yield unpack_transferred(data)
+        # The DataLoader's iterator is made now (not at the first item), so a caller that
+        # isolates iter() from the training generators also isolates its seed draw.
+        return map(unpack_transferred, iter(self.loader))
 
     def __len__(self) -> int:
         return len(self.loader)

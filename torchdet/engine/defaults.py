@@ -212,8 +212,8 @@ class DefaultTrainer(TrainerBase):
 
     Resuming is exact: a run killed at any iteration and resumed from its last checkpoint
     ends with the same weights, bit for bit, as an uninterrupted run, provided the data stream
-    depends only on the sampler position and the saved generators (the default config's
-    ``DATALOADER.ASPECT_RATIO_GROUPING=True`` or ``NUM_WORKERS > 0`` break that; see
+    depends only on the sampler position, the grouping state and the saved generators (true
+    for ``build_detection_train_loader``'s loaders, with workers and grouping; see
     ``SimpleTrainer``).
 
     Example::

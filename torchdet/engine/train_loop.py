@@ -284,6 +284,19 @@ def _is_aspect_grouped(data_loader: Any) -> bool:
     return any(type(o).__name__ == "AspectRatioGroupedDataset" for o in _walk_loader(data_loader))
 
 
+def _find_grouper(data_loader: Any) -> Any | None:
+    """The resumable aspect-ratio grouping stage of ``data_loader`` (its buckets' state)."""
+    for o in _walk_loader(data_loader):
+        if type(o).__name__ == "AspectRatioGroupedDataset" and hasattr(o, "load_state_dict"):
+            return o
+    return None
+
+
+def _reseeds_per_item(data_loader: Any) -> bool:
+    """Whether the items' augmentation is seeded by stream position (workers are then exact)."""
+    return any(getattr(o, "reseeds_per_item", False) is True for o in _walk_loader(data_loader))
+
+
 def _num_workers(data_loader: Any) -> int:
     return max(
         (
@@ -302,9 +315,9 @@ class SimpleTrainer(TrainerBase):
     A non-finite loss raises ``FloatingPointError`` naming the iteration and the offending loss
     terms, before any weight is updated. Its ``state_dict`` (through ``DefaultTrainer``'s
     checkpointer) holds the optimizer, the random generators of every rank and the sampler's
-    position in the data stream: a resumed run is bitwise identical to an uninterrupted one
-    when the data loader's order depends only on the sampler (no aspect-ratio grouping, at most
-    one worker) and augmentations use the main process's generators (no workers).
+    position in the data stream (and the aspect-ratio grouping buckets' state): a resumed run
+    is bitwise identical to an uninterrupted one when the loader is torchdet's (its items'
+    augmentation is seeded by stream position, so DataLoader workers and grouping keep it exact).
     """
 
     def __init__(
@@ -346,6 +359,7 @@ class SimpleTrainer(TrainerBase):
         self._sampler_start = self._sampler.state_dict()["num_yielded"] if self._sampler else 0
         self._samples_consumed = 0
         self._all_rng_states: list | None = None
+        self._all_grouping_states: list | None = None
 
     @property
     def _data_loader_iter(self) -> Iterator:
@@ -370,6 +384,7 @@ class SimpleTrainer(TrainerBase):
 
     def _next_batch(self) -> Any:
         self._all_rng_states = None  # a new iteration: states gathered before are stale
+        self._all_grouping_states = None
         data = next(self._data_loader_iter)
         if isinstance(data, list | tuple):
             self._samples_consumed += len(data)
@@ -484,6 +499,9 @@ class SimpleTrainer(TrainerBase):
         it before a checkpoint is saved; only rank 0 then writes them).
         """
         self._all_rng_states = comm.all_gather(get_rng_states())
+        grouper = _find_grouper(self.data_loader)
+        if grouper is not None:  # each rank's buckets hold its own images
+            self._all_grouping_states = comm.all_gather(grouper.state_dict())
 
     def data_position(self) -> int:
         """Number of this rank's samples consumed from the sampler's stream so far."""
@@ -502,6 +520,10 @@ class SimpleTrainer(TrainerBase):
                     "num_yielded": self.data_position(),
                 }
             }
+            grouper = _find_grouper(self.data_loader)
+            if grouper is not None:  # images waiting in the grouping buckets, per rank
+                grouping = self._all_grouping_states
+                ret["data_loader"]["grouping"] = grouping or [grouper.state_dict()]
         return ret
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -526,14 +548,18 @@ class SimpleTrainer(TrainerBase):
             self._samples_consumed = 0
             if self._data_loader_iter_obj is not None:  # restart the stream at the position
                 self._data_loader_iter_obj = None
-            if _is_aspect_grouped(self.data_loader):
+            grouper = _find_grouper(self.data_loader)
+            grouping = loader_state.get("grouping") or []
+            if grouper is not None and comm.get_rank() < len(grouping):
+                grouper.load_state_dict(grouping[comm.get_rank()])
+            elif _is_aspect_grouped(self.data_loader):
                 logger.warning(
                     "Resuming a data loader with aspect-ratio grouping: images waiting in the "
                     "grouping buffers at the checkpoint are skipped, so the data stream is not "
                     "exactly that of an uninterrupted run (DATALOADER.ASPECT_RATIO_GROUPING=False "
                     "makes it exact)."
                 )
-            if _num_workers(self.data_loader) > 0:
+            if _num_workers(self.data_loader) > 0 and not _reseeds_per_item(self.data_loader):
                 logger.warning(
                     "Resuming a data loader with DataLoader workers: their augmentation random "
                     "generators are not in the checkpoint (and several workers batch their own "

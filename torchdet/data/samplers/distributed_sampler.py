@@ -77,6 +77,32 @@ class _ResumableShardedSampler(Sampler):
             self._num_yielded += 1
             yield idx
 
+    @property
+    def start(self) -> int:
+        """This rank's stream position where the next ``iter()`` begins."""
+        return self._start
+
+    def global_position(self, position: int) -> int:
+        """Position in the global (all ranks) stream of this rank's ``position``-th index."""
+        return int(position) * self._world_size + self._rank
+
+    def indices_at(self, positions: list[int]) -> list[int]:
+        """The indices this rank's stream holds at the given (rank-local) positions."""
+        if not positions:
+            return []
+        if min(positions) < 0:
+            raise ValueError(f"{type(self).__name__}.indices_at: negative position in {positions}")
+        wanted = {self.global_position(p) for p in positions}
+        last = max(wanted)
+        found: dict[int, int] = {}
+        # One pass over the stream up to the last position (epochs are drawn in order).
+        for g, idx in enumerate(self._infinite_indices()):
+            if g in wanted:
+                found[g] = idx
+            if g >= last:
+                break
+        return [found[self.global_position(p)] for p in positions]
+
     def state_dict(self) -> dict[str, int]:
         """``{"seed", "num_yielded"}``: enough to rebuild the stream at the current position.
 
