@@ -65,6 +65,7 @@ def _bench_model(name, model, sample, images, repeats, torchscript: bool) -> lis
             return infer(model, x)
 
     rows.append(("eager", *_time(eager, images, repeats)))
+    print(f"{name}: eager {rows[-1][1]:.3f} s/img wall, {rows[-1][2]:.3f} cpu", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         if torchscript:
             program, _ = export_torchscript(model, sample)
@@ -74,6 +75,7 @@ def _bench_model(name, model, sample, images, repeats, torchscript: bool) -> lis
                     return program(x)
 
             rows.append(("torchscript", *_time(ts, images, repeats)))
+            print(f"{name}: torchscript {rows[-1][1]:.3f} s/img wall", flush=True)
         path = Path(tmp) / "model.onnx"
         export_onnx(model, sample, path)
         options = ort.SessionOptions()
@@ -85,6 +87,7 @@ def _bench_model(name, model, sample, images, repeats, torchscript: bool) -> lis
             return session.run(None, {"image": x.numpy()})
 
         rows.append(("onnxruntime", *_time(onnx, images, repeats)))
+        print(f"{name}: onnxruntime {rows[-1][1]:.3f} s/img wall", flush=True)
     eager_wall, eager_cpu = rows[0][1], rows[0][2]
     return [
         {
