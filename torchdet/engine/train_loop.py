@@ -554,8 +554,9 @@ class SimpleTrainer(TrainerBase):
                 grouper.load_state_dict(grouping[comm.get_rank()])
             elif _is_aspect_grouped(self.data_loader):
                 logger.warning(
-                    "Resuming a data loader with aspect-ratio grouping: images waiting in the "
-                    "grouping buffers at the checkpoint are skipped, so the data stream is not "
+                    "Resuming a data loader with aspect-ratio grouping from a checkpoint without "
+                    "its grouping state: images waiting in the grouping buffers at the "
+                    "checkpoint are skipped, so the data stream is not "
                     "exactly that of an uninterrupted run (DATALOADER.ASPECT_RATIO_GROUPING=False "
                     "makes it exact)."
                 )
