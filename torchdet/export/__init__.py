@@ -16,6 +16,7 @@ from .flatten import (
 )
 from .inference import export_inference_func, postprocess_outputs
 from .onnx import export_onnx
+from .torch_export import export_program
 from .torchscript import dump_torchscript_IR, export_torchscript, scripting_with_instances
 
 __all__ = [k for k in globals() if not k.startswith("_")]
