@@ -4,6 +4,7 @@ augmented tensors, as the uninterrupted loader, with DataLoader workers and aspe
 """
 
 import itertools
+import pickle
 import random
 
 import numpy as np
@@ -12,7 +13,12 @@ import torch
 import torch.utils.data as torchdata
 
 from torchdet.data import build_detection_train_loader
-from torchdet.data.common import AspectRatioGroupedDataset, DatasetFromList, ToIterableDataset
+from torchdet.data.common import (
+    AspectRatioGroupedDataset,
+    DatasetFromList,
+    MapDataset,
+    ToIterableDataset,
+)
 from torchdet.data.samplers import TrainingSampler
 
 NUM_ITEMS, BATCH, SEED = 20, 4, 5
@@ -161,3 +167,10 @@ def test_grouping_state_validation():
         list(grouped)
     with pytest.raises(ValueError, match="shard_chunk_size"):
         ToIterableDataset(DatasetFromList([1]), TrainingSampler(1), shard_chunk_size=0)
+
+
+def test_map_dataset_pickles_for_spawned_workers():
+    """Spawned workers unpickle the dataset, which calls ``MapDataset.__new__`` with no args."""
+    ds = MapDataset(DatasetFromList([-1, -2]), abs)
+    copied = pickle.loads(pickle.dumps(ds))
+    assert type(copied) is MapDataset and copied[1] == 2

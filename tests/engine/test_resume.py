@@ -134,3 +134,20 @@ def test_sigkill_and_resume_with_workers_and_grouping_is_bitwise_exact(tmp_path)
     full_losses = json.loads((full / "losses.json").read_text())["total_loss"]
     resumed = json.loads((killed / "losses.json").read_text())["total_loss"]
     assert resumed == full_losses[4:]
+
+
+@pytest.mark.slow
+def test_two_process_resume_with_workers_and_grouping_is_bitwise_exact(tmp_path):
+    """Each rank's grouping buckets are gathered into the checkpoint; each rank restores its own."""
+    opts = ("--num-procs", "2", "--workers", "2", "--grouping")
+    full, killed = tmp_path / "full2wg", tmp_path / "killed2wg"
+    _run(full, *opts)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(SCRIPT), "--output", str(killed), "--max-iter", str(MAX_ITER)]
+    cmd += ["--period", str(PERIOD), *opts, "--kill-at", "6"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0  # the launcher reports its killed workers
+    ckpt = torch.load(killed / "model_0000003.pth", weights_only=True)["trainer"]["_trainer"]
+    assert len(ckpt["data_loader"]["grouping"]) == 2  # one state per rank
+    _run(killed, *opts, "--resume")
+    assert _bitwise_equal(_weights(killed), _weights(full))

@@ -77,7 +77,8 @@ class MapDataset(torchdata.Dataset):
     An iterable ``dataset`` gives an iterable ``MapDataset`` that skips ``None`` results.
     """
 
-    def __new__(cls, dataset, map_func):
+    def __new__(cls, dataset=None, map_func=None):
+        # Unpickling (spawned DataLoader workers) calls __new__ without arguments.
         if isinstance(dataset, torchdata.IterableDataset):
             return _MapIterableDataset(dataset, map_func)
         return super().__new__(cls)
