@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -134,4 +135,8 @@ def _distributed_worker(
     try:
         main_func(*args)
     finally:
+        # Wait for every rank before tearing the groups down: a rank that destroys its gloo
+        # groups while a peer still has a connection open can abort (SIGABRT) at exit.
+        with contextlib.suppress(Exception):
+            dist.barrier()
         dist.destroy_process_group()
