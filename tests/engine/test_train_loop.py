@@ -274,26 +274,46 @@ def test_amp_fp16_cpu_uses_grad_scaler_state():
 
 
 @pytest.mark.parametrize(
-    ("grouping", "workers", "message"),
-    [(True, 0, "aspect-ratio grouping"), (False, 1, "DataLoader workers"), (False, 0, None)],
+    ("grouping", "workers", "case", "message"),
+    [
+        (True, 0, "torchdet", None),  # grouping buckets are checkpointed
+        (False, 2, "torchdet", None),  # items are seeded by stream position
+        (True, 2, "torchdet", None),
+        (False, 0, "torchdet", None),
+        (True, 0, "old checkpoint", "aspect-ratio grouping"),  # no grouping state saved
+        (False, 1, "plain DataLoader", "DataLoader workers"),  # workers' generators unsaved
+    ],
 )
-def test_resume_warns_when_the_stream_cannot_be_exact(caplog, grouping, workers, message):
+def test_resume_warns_when_the_stream_cannot_be_exact(caplog, grouping, workers, case, message):
     from torchdet.data import DatasetFromList
     from torchdet.data.build import build_batch_data_loader
 
     items = [{"width": 2 + i % 2, "height": 2, "v": float(i)} for i in range(8)]
-    loader = build_batch_data_loader(
-        DatasetFromList(items, copy=False),
-        TrainingSampler(8, seed=0),
-        2,
-        aspect_ratio_grouping=grouping,
-        num_workers=workers,
-    )
+    if case == "plain DataLoader":
+        loader = torch.utils.data.DataLoader(
+            DatasetFromList(items, copy=False),
+            batch_size=2,
+            sampler=TrainingSampler(8, seed=0),
+            num_workers=workers,
+            collate_fn=lambda b: b,
+        )
+    else:
+        loader = build_batch_data_loader(
+            DatasetFromList(items, copy=False),
+            TrainingSampler(8, seed=0),
+            2,
+            aspect_ratio_grouping=grouping,
+            num_workers=workers,
+        )
     model = LinearLoss()
     t = SimpleTrainer(model, loader, torch.optim.SGD(model.parameters(), lr=0.1))
     assert t._sampler is not None  # found through the loader's wrappers
+    state = t.state_dict()
+    assert ("grouping" in state["data_loader"]) == grouping
+    if case == "old checkpoint":
+        del state["data_loader"]["grouping"]
     with caplog.at_level("WARNING", logger="torchdet.engine.train_loop"):
-        t.load_state_dict(t.state_dict())
+        t.load_state_dict(state)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     if message is None:
         assert warnings == []
