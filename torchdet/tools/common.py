@@ -14,10 +14,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     """Add ``--shapes-root`` (register the synthetic shapes dataset's splits first)."""
     parser.add_argument(
         "--shapes-root",
-        default=os.environ.get("TORCHDET_SHAPES_ROOT", ""),
+        default=os.environ.get("TORCHDET_SHAPES_DIR", ""),
         metavar="DIR",
         help="register the shapes dataset (shapes_train, shapes_val, ...) from DIR "
-        "(default $TORCHDET_SHAPES_ROOT)",
+        "(default $TORCHDET_SHAPES_DIR)",
     )
     return parser
 
