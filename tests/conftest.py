@@ -7,6 +7,7 @@ beside the repository) and skip, saying so, when the bundle is absent.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,24 @@ def shapes_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _forget_shapes_datasets():
+    """Remove the ``shapes*`` datasets a test module registered, once the module is done.
+
+    Modules register the shapes splits under the same names with different roots (the shared
+    copy, a generated one in a tmp dir); ``register_shapes`` rightly refuses to re-point a
+    name, so one module's registrations must not outlive it.
+    """
+    catalog = sys.modules.get("torchdet.data.catalog")
+    before = set(catalog.DatasetCatalog.list()) if catalog else set()
+    yield
+    catalog = sys.modules.get("torchdet.data.catalog")
+    if catalog is None:
+        return
+    for name in set(catalog.DatasetCatalog.list()) - before:
+        if name.startswith("shapes"):
+            catalog.DatasetCatalog.remove(name)
+            if name in catalog.MetadataCatalog.list():
+                catalog.MetadataCatalog.remove(name)
